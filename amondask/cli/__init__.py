@@ -1,0 +1,61 @@
+"""The ``amondask`` command.
+
+Each subcommand lives in its own module of this package with a ``register(subparsers)`` function
+that adds its parser and sets ``handler`` (a function ``(args) -> int`` exit code). To add a
+command, write the module and list it in ``COMMAND_MODULES``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from amondask.errors import AmondaskError
+
+COMMAND_MODULES = [
+    "amondask.cli.read",
+    "amondask.cli.info",
+]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from amondask import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="amondask",
+        description=(
+            "Predict quantum-chemical energies of large molecules from their amons "
+            "(small H-capped fragments), at cluster scale on Dask."
+        ),
+        epilog="Run `amondask COMMAND --help` for the options of one command.",
+    )
+    parser.add_argument("--version", action="version", version=f"amondask {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.handler(args) or 0)
+    except AmondaskError as exc:
+        print(f"amondask {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(
+            f"amondask {args.command}: interrupted; finished work is kept in the workspace, "
+            "re-run the same command to resume",
+            file=sys.stderr,
+        )
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
