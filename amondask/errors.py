@@ -126,3 +126,12 @@ _RECORD_ERRORS: dict[str, type[RecordError]] = {
         DuplicateIdError,
     )
 }
+
+
+class SolverError(AmondaskError):
+    """The regression system (K + lambda I) alpha = y cannot be solved as asked."""
+
+
+class SolverWarning(UserWarning):
+    """A solver fell back (jitter, least squares) or stopped before its tolerance; the result
+    is usable but less accurate than asked. The message says which and what to do."""
