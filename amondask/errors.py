@@ -135,3 +135,34 @@ class SolverError(AmondaskError):
 class SolverWarning(UserWarning):
     """A solver fell back (jitter, least squares) or stopped before its tolerance; the result
     is usable but less accurate than asked. The message says which and what to do."""
+
+
+class AmonError(RecordError):
+    """Amons cannot be extracted from one query molecule (unsupported structure, bad input)."""
+
+    def __init__(self, message: str, *, record_id: str | None = None, stage: str = "amons"):
+        super().__init__(message, record_id=record_id, stage=stage)
+
+
+class LabelerSetupError(AmondaskError):
+    """A labeler cannot be built: program missing, unknown method, basis or table column."""
+
+
+class LabelError(RecordError):
+    """One molecule could not be labeled; in a batch it becomes a failed label and an error row."""
+
+    def __init__(self, message: str, *, record_id: str | None = None, stage: str = "label"):
+        super().__init__(message, record_id=record_id, stage=stage)
+
+
+class SCFConvergenceError(LabelError):
+    """The SCF of one molecule did not converge."""
+
+
+class MissingLabelError(LabelError):
+    """A table labeler has no entry for the molecule's key."""
+
+
+_RECORD_ERRORS.update(
+    {cls.__name__: cls for cls in (LabelError, SCFConvergenceError, MissingLabelError)}
+)
