@@ -1,0 +1,263 @@
+"""GFN2-xTB labels through tblite: geometry relaxation with an ASE optimizer, then a single point.
+
+The relaxation drives tblite's ASE calculator with an ASE optimizer (BFGS by default) until the
+largest atomic force is below ``fmax`` (default 0.01 eV/angstrom = 1.9e-4 hartree/bohr, close to
+xtb's ``vtight`` gradient criterion of 2e-4 hartree/bohr). The energy of the label is then a
+fresh single point at the final geometry with ``tblite.interface.Calculator`` (superposition of
+atomic densities as the guess), so it does not depend on the optimization path: the same
+geometry always gives the same energy, to the SCF's precision.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import io
+
+import numpy as np
+
+from amondask import config
+from amondask.chem.molecule import Molecule
+from amondask.errors import LabelError, LabelerSetupError, SCFConvergenceError
+from amondask.label._threads import limited_threads
+from amondask.label.base import (
+    STATUS_NOT_CONVERGED,
+    STATUS_OK,
+    STATUS_TOPOLOGY_CHANGED,
+    CachingLabeler,
+    Label,
+    LevelOfTheory,
+    require_closed_shell,
+)
+from amondask.label.topology import compare_topology
+
+XTB_METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
+OPTIMIZERS = ("BFGS", "LBFGS", "FIRE", "BFGSLineSearch")
+
+
+def _tblite_version() -> str:
+    try:
+        from tblite.library import get_version
+
+        return ".".join(str(part) for part in get_version())
+    except Exception:  # pragma: no cover - fall back to the wheel's metadata
+        return importlib.metadata.version("tblite")
+
+
+class XTBLabeler(CachingLabeler):
+    """GFN2-xTB energies (hartree) at geometries relaxed with GFN2-xTB, computed by tblite.
+
+    Args:
+        method: ``GFN2-xTB`` (default), ``GFN1-xTB`` or ``IPEA1-xTB``.
+        relax: relax the geometry first (default True); False gives a single point at the input.
+        fmax_ev_per_angstrom: convergence threshold on the largest atomic force, eV/angstrom.
+        max_steps: relaxation step limit; reaching it gives status ``not-converged``.
+        optimizer: ASE optimizer name: ``BFGS``, ``LBFGS``, ``FIRE`` or ``BFGSLineSearch``.
+        accuracy: tblite accuracy multiplier (smaller is tighter; 1.0 is tblite's default).
+        scf_max_iterations: SCF iteration limit; an SCF that does not converge raises
+            SCFConvergenceError for that molecule.
+        electronic_temperature_kelvin: Fermi smearing temperature (tblite default 300 K).
+        threads: OpenMP/BLAS threads while labeling (default 1: one task per core).
+        check_topology: compare bonds before and after relaxation (default True).
+        cache_size: labels kept in memory per process, keyed by structure.
+
+    Every argument defaults to ``None``, filled from ``amondask.label.xtb.*``.
+    """
+
+    name = "xtb"
+
+    def __init__(
+        self,
+        method: str | None = None,
+        *,
+        relax: bool | None = None,
+        fmax_ev_per_angstrom: float | None = None,
+        max_steps: int | None = None,
+        optimizer: str | None = None,
+        accuracy: float | None = None,
+        scf_max_iterations: int | None = None,
+        electronic_temperature_kelvin: float | None = None,
+        threads: int | None = None,
+        check_topology: bool = True,
+        cache_size: int = 256,
+        embed_seed: int | None = None,
+    ) -> None:
+        super().__init__(cache_size=cache_size, embed_seed=embed_seed)
+        try:
+            import ase  # noqa: F401
+            from tblite.interface import Calculator  # noqa: F401
+        except ImportError as exc:
+            raise LabelerSetupError(
+                f"the xtb labeler needs tblite and ase ({exc}); install them with "
+                "`pip install tblite ase`"
+            ) from exc
+        self.method = str(config.get("label.xtb.method", method))
+        known = {m.lower(): m for m in XTB_METHODS}
+        if self.method.lower() not in known:
+            raise LabelerSetupError(
+                f"unknown xTB method {self.method!r}; choose one of {', '.join(XTB_METHODS)}"
+            )
+        self.method = known[self.method.lower()]
+        self.relax = bool(config.get("label.xtb.relax", relax))
+        self.fmax_ev_per_angstrom = float(
+            config.get("label.xtb.fmax-ev-per-angstrom", fmax_ev_per_angstrom)
+        )
+        self.max_steps = int(config.get("label.xtb.max-steps", max_steps))
+        self.optimizer = str(config.get("label.xtb.optimizer", optimizer))
+        if self.optimizer not in OPTIMIZERS:
+            raise LabelerSetupError(
+                f"unknown optimizer {self.optimizer!r}; choose one of {', '.join(OPTIMIZERS)}"
+            )
+        if self.fmax_ev_per_angstrom <= 0 or self.max_steps < 1:
+            raise LabelerSetupError(
+                "fmax_ev_per_angstrom must be > 0 and max_steps >= 1; got "
+                f"{self.fmax_ev_per_angstrom} and {self.max_steps}"
+            )
+        self.accuracy = float(config.get("label.xtb.accuracy", accuracy))
+        self.scf_max_iterations = int(
+            config.get("label.xtb.scf-max-iterations", scf_max_iterations)
+        )
+        self.electronic_temperature_kelvin = float(
+            config.get("label.xtb.electronic-temperature-kelvin", electronic_temperature_kelvin)
+        )
+        self.threads = int(config.get("label.xtb.threads", threads))
+        self.check_topology = bool(check_topology)
+        self.program_version = _tblite_version()
+        if self.relax:
+            ase_version = importlib.metadata.version("ase")
+            geometry = (
+                f"relaxed, fmax {self.fmax_ev_per_angstrom:g} eV/A (ASE {ase_version} "
+                f"{self.optimizer})"
+            )
+        else:
+            geometry = "input"
+        self._level = LevelOfTheory(
+            method=self.method,
+            basis="",
+            program="tblite",
+            program_version=self.program_version,
+            geometry=geometry,
+        )
+
+    @property
+    def implemented_properties(self) -> tuple[str, ...]:
+        return ("energy", "positions") if self.relax else ("energy",)
+
+    # ---- the calculation -----------------------------------------------------------------
+    def single_point(
+        self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0
+    ) -> tuple[float, np.ndarray]:
+        """Energy (hartree) and gradient ((n_atoms, 3) hartree/bohr) from a fresh tblite run.
+
+        Raises SCFConvergenceError when tblite's SCF fails.
+        """
+        from ase.units import Bohr
+        from tblite.interface import Calculator
+
+        calculator = Calculator(
+            self.method,
+            np.asarray(numbers),
+            np.asarray(positions_angstrom, dtype=np.float64) / Bohr,
+            charge=float(charge),
+            uhf=0,
+        )
+        calculator.set("verbosity", 0)
+        calculator.set("accuracy", self.accuracy)
+        calculator.set("max-iter", self.scf_max_iterations)
+        calculator.set("temperature", self.electronic_temperature_kelvin * _KELVIN_TO_HARTREE)
+        try:
+            result = calculator.singlepoint()
+        except RuntimeError as exc:  # tblite's TBLiteRuntimeError derives from RuntimeError
+            raise SCFConvergenceError(f"tblite {self.method} single point failed: {exc}") from exc
+        return float(result.get("energy")), np.asarray(result.get("gradient"))
+
+    def _relax(self, molecule: Molecule) -> tuple[np.ndarray, int, bool]:
+        """Relaxed positions (angstrom), steps taken, converged flag."""
+        import ase.optimize
+        from ase import Atoms
+        from ase.calculators.calculator import CalculationFailed
+        from tblite.ase import TBLite
+
+        atoms = Atoms(numbers=molecule.numbers, positions=molecule.positions)
+        atoms.calc = TBLite(
+            method=self.method,
+            charge=float(molecule.charge),
+            multiplicity=1,
+            accuracy=self.accuracy,
+            max_iterations=self.scf_max_iterations,
+            electronic_temperature=self.electronic_temperature_kelvin,
+            verbosity=0,
+        )
+        optimizer_class = getattr(ase.optimize, self.optimizer)
+        optimizer = optimizer_class(atoms, logfile=io.StringIO())
+        try:
+            converged = bool(optimizer.run(fmax=self.fmax_ev_per_angstrom, steps=self.max_steps))
+        except CalculationFailed as exc:
+            raise SCFConvergenceError(
+                f"tblite {self.method} failed during relaxation after {optimizer.nsteps} "
+                f"steps: {exc}"
+            ) from exc
+        positions = atoms.get_positions()
+        if not np.all(np.isfinite(positions)):
+            raise LabelError("relaxation produced non-finite coordinates")
+        return positions, int(optimizer.nsteps), converged
+
+    def _compute(self, molecule: Molecule) -> Label:
+        require_closed_shell(molecule)
+        with limited_threads(self.threads):
+            try:
+                if self.relax:
+                    positions, n_steps, converged = self._relax(molecule)
+                else:
+                    positions, n_steps, converged = np.array(molecule.positions), 0, True
+                energy, _ = self.single_point(molecule.numbers, positions, molecule.charge)
+            except LabelError as exc:
+                exc.record_id = molecule.id
+                raise
+        return finish_label(
+            molecule,
+            energy_hartree=energy,
+            positions=positions,
+            n_steps=n_steps,
+            converged=converged,
+            level_of_theory=self.level_of_theory,
+            check_topology=self.check_topology and self.relax,
+            max_steps=self.max_steps,
+        )
+
+
+_KELVIN_TO_HARTREE = 3.166811563e-6
+"""Boltzmann constant in hartree per kelvin (CODATA 2018)."""
+
+
+def finish_label(
+    molecule: Molecule,
+    *,
+    energy_hartree: float,
+    positions: np.ndarray,
+    n_steps: int,
+    converged: bool,
+    level_of_theory: str,
+    check_topology: bool,
+    max_steps: int,
+) -> Label:
+    """The Label for a finished calculation: status from convergence and the topology check."""
+    status, message = STATUS_OK, ""
+    if not converged:
+        status = STATUS_NOT_CONVERGED
+        message = f"relaxation not converged in {max_steps} steps; energy of the last geometry"
+    elif check_topology:
+        comparison = compare_topology(molecule, positions)
+        if comparison.changed:
+            status = STATUS_TOPOLOGY_CHANGED
+            message = "bonds changed on relaxation: " + comparison.describe(molecule.symbols)
+    return Label(
+        energy_hartree=energy_hartree,
+        positions=positions,
+        converged=converged,
+        n_steps=n_steps,
+        wall_time_s=0.0,
+        status=status,
+        message=message,
+        level_of_theory=level_of_theory,
+        molecule_id=molecule.id,
+    )
