@@ -1,0 +1,624 @@
+"""Readers: SMILES lists, .smi/.txt, .csv, .sdf/.mol and .xyz/.extxyz, behind one entry point.
+
+    >>> result = read_molecules(["CCO", "c1ccccc1", "not-a-smiles"])
+    >>> len(result.molecules), len(result.errors)
+    (2, 1)
+
+Every reader streams: records are parsed one at a time, so files larger than memory can be read
+with :func:`iter_molecules` or in batches with :func:`iter_batches`. A record that cannot be used
+becomes an :class:`~amondask.errors.ErrorRecord` (record id, stage, error type, message, location)
+and the rest of the input is still read; ``on_error="raise"`` raises the matching
+:class:`~amondask.errors.RecordError` instead. Problems with the input as a whole (missing file,
+unknown format, a CSV without a SMILES column, no records at all) raise
+:class:`~amondask.errors.InputError`. Files may be gzip-compressed (``.gz`` suffix).
+
+Record ids: the id given in the input (second field of a .smi line, the ``id``/``name`` column
+of a CSV, the title line of an SDF record, ``id=``/``name=`` in an extended-XYZ comment), else one
+made from the position: ``L<line>`` for line-based files, ``R<record>`` for SDF records,
+``F<frame>`` for XYZ frames, ``<index>`` for a list. Ids must be unique within one input.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import shlex
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import IO, Any, Literal
+
+import numpy as np
+from rdkit import Chem, RDLogger
+from rdkit.Chem import rdDetermineBonds
+from rdkit.Geometry import Point3D
+
+from amondask.chem.geometry import embed_molecule
+from amondask.chem.molecule import Molecule
+from amondask.chem.validate import check_positions, molecule_from_parsed
+from amondask.errors import (
+    DuplicateIdError,
+    ErrorRecord,
+    InputError,
+    ParseError,
+    RecordError,
+    SanitizationError,
+)
+
+OnError = Literal["record", "raise"]
+Item = Molecule | ErrorRecord
+
+FORMATS = {
+    ".smi": "smiles",
+    ".smiles": "smiles",
+    ".txt": "smiles",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".sdf": "sdf",
+    ".sd": "sdf",
+    ".mol": "sdf",
+    ".xyz": "xyz",
+    ".extxyz": "xyz",
+}
+
+RDLogger.DisableLog("rdApp.*")  # RDKit's own messages go to stderr; ours go to error rows
+
+
+@dataclass
+class ReadResult:
+    """What a read gives: the good molecules and an error row for every bad record."""
+
+    molecules: list[Molecule] = field(default_factory=list)
+    errors: list[ErrorRecord] = field(default_factory=list)
+
+    @property
+    def n_records(self) -> int:
+        return len(self.molecules) + len(self.errors)
+
+    def add(self, item: Item) -> None:
+        (self.errors if isinstance(item, ErrorRecord) else self.molecules).append(item)
+
+    def __repr__(self) -> str:
+        return f"ReadResult({len(self.molecules)} molecules, {len(self.errors)} errors)"
+
+
+# ---- record sources -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _RawRecord:
+    """One record before chemistry: an id, where it came from, and a parse function."""
+
+    record_id: str
+    location: str
+    payload: Any
+    metadata: dict[str, str] = field(default_factory=dict)
+    problem: str | None = None  # a text-level problem found while splitting the file
+
+
+def _open_binary(path: Path) -> IO[bytes]:
+    if path.suffix == ".gz":
+        return gzip.open(path, "rb")
+    return open(path, "rb")
+
+
+def detect_format(path: Path) -> str:
+    """The reader name for a path from its suffix (``.gz`` is looked through)."""
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    fmt = FORMATS.get(suffixes[-1]) if suffixes else None
+    if fmt is None:
+        known = ", ".join(sorted(FORMATS))
+        raise InputError(
+            f"cannot tell the format of {path} from its suffix; use one of {known} "
+            "(optionally .gz) or pass format='smiles'|'csv'|'sdf'|'xyz'"
+        )
+    return fmt
+
+
+def _decode(raw: bytes, where: str) -> tuple[str, str | None]:
+    try:
+        return raw.decode("utf-8"), None
+    except UnicodeDecodeError as exc:
+        text = raw.decode("utf-8", errors="replace")
+        return text, f"{where} is not valid UTF-8 text ({exc.reason} at byte {exc.start}); " + (
+            "save the file as UTF-8"
+        )
+
+
+def _smiles_lines(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+    for line_number, raw in enumerate(handle, start=1):
+        text, problem = _decode(raw, f"line {line_number}")
+        text = text.strip()
+        if not text or text.startswith("#"):
+            continue
+        fields = text.split(None, 1)
+        if line_number == 1 and fields[0].lower() == "smiles":
+            continue  # a header line
+        record_id = fields[1].strip() if len(fields) > 1 else f"L{line_number}"
+        yield _RawRecord(record_id, f"{name}:{line_number}", fields[0], problem=problem)
+
+
+def _find_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str]) -> str:
+    lowered = {c.strip().lower(): c for c in columns}
+    if wanted is not None:
+        if wanted in columns:
+            return wanted
+        if wanted.lower() in lowered:
+            return lowered[wanted.lower()]
+        return ""
+    for candidate in candidates:
+        if candidate in lowered:
+            return lowered[candidate]
+    return ""
+
+
+def _csv_rows(
+    handle: IO[bytes], name: str, smiles_column: str | None, id_column: str | None
+) -> Iterator[_RawRecord]:
+    text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
+    sample = text.readline()
+    if not sample.strip():
+        raise InputError(f"{name} is empty: it has no header line and no records")
+    delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
+    reader = csv.reader(_chain_first(sample, text), delimiter=delimiter)
+    header = [h.strip() for h in next(reader)]
+    smiles_key = _find_column(header, smiles_column, ("smiles", "canonical_smiles", "smi"))
+    if not smiles_key:
+        raise InputError(
+            f"{name} has no SMILES column (columns: {', '.join(header)}); name the column "
+            "'smiles' or pass smiles_column=... (--smiles-column on the command line)"
+        )
+    id_key = _find_column(header, id_column, ("id", "name", "mol_id", "identifier"))
+    if id_column is not None and not id_key:
+        raise InputError(
+            f"{name} has no column {id_column!r} for ids (columns: {', '.join(header)})"
+        )
+    smiles_index = header.index(smiles_key)
+    id_index = header.index(id_key) if id_key else None
+    previous_line = reader.line_num
+    for row in reader:
+        line_number = previous_line + 1
+        previous_line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue
+        problem = None
+        if any("\udc80" <= ch <= "\udcff" for cell in row for ch in cell):
+            problem = f"line {line_number} is not valid UTF-8 text; save the file as UTF-8"
+            row = [
+                cell.encode("utf-8", "surrogateescape").decode("utf-8", "replace") for cell in row
+            ]
+        if len(row) != len(header):
+            problem = problem or (
+                f"line {line_number} has {len(row)} fields, the header has {len(header)}; "
+                "check the delimiter and quoting"
+            )
+        cells = row + [""] * (len(header) - len(row))
+        record_id = cells[id_index].strip() if id_index is not None else ""
+        record_id = record_id or f"L{line_number}"
+        metadata = {
+            column: cells[k]
+            for k, column in enumerate(header)
+            if k not in (smiles_index, id_index) and column
+        }
+        yield _RawRecord(
+            record_id,
+            f"{name}:{line_number}",
+            cells[smiles_index].strip(),
+            metadata=metadata,
+            problem=problem,
+        )
+
+
+def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
+    yield first
+    yield from rest
+
+
+def _parse_sd_properties(lines: list[str]) -> dict[str, str]:
+    properties: dict[str, str] = {}
+    k = 0
+    while k < len(lines):
+        line = lines[k]
+        if line.startswith(">") and "<" in line and ">" in line[1:]:
+            name = line[line.index("<") + 1 : line.rindex(">")]
+            values = []
+            k += 1
+            while k < len(lines) and lines[k].strip():
+                values.append(lines[k].rstrip())
+                k += 1
+            properties[name] = "\n".join(values)
+        k += 1
+    return properties
+
+
+def _sdf_records(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+    block: list[str] = []
+    start_line = 1
+    problem: str | None = None
+    record_number = 0
+
+    def emit() -> _RawRecord:
+        nonlocal record_number
+        record_number += 1
+        title = block[0].strip() if block else ""
+        end = next((k for k, line in enumerate(block) if line.startswith("M  END")), None)
+        mol_block = "\n".join(block[: end + 1]) if end is not None else "\n".join(block)
+        properties = _parse_sd_properties(block[end + 1 :]) if end is not None else {}
+        record_id = title or properties.pop("id", "") or f"R{record_number}"
+        local_problem = problem
+        if end is None and local_problem is None:
+            local_problem = (
+                f"record {record_number} has no 'M  END' line (truncated or not a molfile); "
+                "re-export the structure"
+            )
+        return _RawRecord(
+            record_id,
+            f"{name}:{start_line}",
+            mol_block,
+            metadata=properties,
+            problem=local_problem,
+        )
+
+    line_number = 0
+    for line_number, raw in enumerate(handle, start=1):
+        text, bad = _decode(raw, f"line {line_number}")
+        if bad and problem is None:
+            problem = bad
+        text = text.rstrip("\r\n")
+        if text.strip() == "$$$$":
+            yield emit()
+            block, problem, start_line = [], None, line_number + 1
+        else:
+            block.append(text)
+    if any(line.strip() for line in block):
+        yield emit()
+
+
+def _parse_extxyz_comment(comment: str) -> dict[str, str]:
+    """key=value pairs of an extended-XYZ comment line (values may be quoted)."""
+    if "=" not in comment:
+        return {}
+    try:
+        tokens = shlex.split(comment, posix=True)
+    except ValueError:
+        return {}
+    info: dict[str, str] = {}
+    for token in tokens:
+        if "=" in token:
+            key, value = token.split("=", 1)
+            info[key.strip()] = value.strip()
+    return info
+
+
+def _xyz_columns(info: dict[str, str]) -> tuple[int, int]:
+    """Column indices of the species and the first coordinate, from an extXYZ Properties key."""
+    spec = info.get("Properties")
+    if not spec:
+        return 0, 1
+    parts = spec.split(":")
+    column = 0
+    species = position = None
+    for k in range(0, len(parts) - 2, 3):
+        prop, _kind, count = parts[k], parts[k + 1], int(parts[k + 2])
+        if prop == "species":
+            species = column
+        elif prop == "pos":
+            position = column
+        column += count
+    if species is None or position is None:
+        raise ValueError("Properties must list species and pos")
+    return species, position
+
+
+def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+    lines = enumerate(handle, start=1)
+    frame_number = 0
+    pending: tuple[int, bytes] | None = None  # a frame header found while skipping junk
+    while True:
+        if pending is not None:
+            (line_number, raw), pending = pending, None
+        else:
+            next_line = next(lines, None)
+            if next_line is None:
+                return
+            line_number, raw = next_line
+        text, problem = _decode(raw, f"line {line_number}")
+        if not text.strip():
+            continue
+        frame_number += 1
+        location = f"{name}:{line_number}"
+        if not text.strip().isdigit():
+            yield _RawRecord(
+                f"F{frame_number}",
+                location,
+                None,
+                problem=f"line {line_number} should hold the atom count of an XYZ frame but "
+                f"reads {text.strip()[:40]!r}; fix the frame header",
+            )
+            # Skip to the next line that is a lone integer: the next frame's header.
+            pending = next(((k, line) for k, line in lines if line.strip().isdigit()), None)
+            if pending is None:
+                return
+            continue
+        n_atoms = int(text.strip())
+        frame_lines = list(islice(lines, n_atoms + 1))
+        comment_raw = frame_lines[0][1] if frame_lines else b""
+        comment, bad = _decode(comment_raw, f"line {line_number + 1}")
+        problem = problem or bad
+        info = _parse_extxyz_comment(comment.strip())
+        record_id = info.pop("id", "") or info.pop("name", "") or f"F{frame_number}"
+        atom_lines = []
+        for k, atom_raw in frame_lines[1:]:
+            atom_text, bad = _decode(atom_raw, f"line {k}")
+            problem = problem or bad
+            atom_lines.append(atom_text)
+        if len(atom_lines) < n_atoms:
+            problem = problem or (
+                f"frame {frame_number} announces {n_atoms} atoms but the file ends after "
+                f"{len(atom_lines)}; the file is truncated: re-export it"
+            )
+        metadata = dict(info)
+        if not info and comment.strip():
+            metadata["comment"] = comment.strip()
+        yield _RawRecord(
+            record_id, location, (atom_lines, info), metadata=metadata, problem=problem
+        )
+
+
+# ---- record -> Molecule ------------------------------------------------------------------------
+def _molecule_from_smiles(record: _RawRecord) -> Molecule:
+    smiles = record.payload
+    if not smiles:
+        raise ParseError("empty SMILES field; fill it in or remove the record")
+    mol = Chem.MolFromSmiles(smiles, sanitize=False)
+    if mol is None:
+        raise ParseError(
+            f"RDKit cannot parse SMILES {smiles[:80]!r}; check brackets, ring-closure digits "
+            "and element symbols"
+        )
+    metadata = dict(record.metadata)
+    metadata.setdefault("input_smiles", smiles)
+    return molecule_from_parsed(mol, record.record_id, metadata=metadata)
+
+
+def _molecule_from_molblock(record: _RawRecord) -> Molecule:
+    mol = Chem.MolFromMolBlock(record.payload, sanitize=False, removeHs=False, strictParsing=True)
+    if mol is None:
+        raise ParseError(
+            "RDKit cannot parse this molfile block (bad counts line, atom or bond lines); "
+            "re-export the structure"
+        )
+    conf = mol.GetConformer() if mol.GetNumConformers() else None
+    if conf is not None and not conf.Is3D():
+        mol.RemoveAllConformers()  # 2D drawing coordinates are not a geometry
+    return molecule_from_parsed(mol, record.record_id, metadata=record.metadata)
+
+
+def _molecule_from_xyz(record: _RawRecord) -> Molecule:
+    atom_lines, info = record.payload
+    try:
+        species_column, position_column = _xyz_columns(info)
+    except (ValueError, IndexError) as exc:
+        raise ParseError(f"bad extended-XYZ Properties field: {exc}; fix the comment line") from exc
+    table = Chem.GetPeriodicTable()
+    rw = Chem.RWMol()
+    positions = []
+    for k, line in enumerate(atom_lines):
+        fields = line.split()
+        try:
+            symbol = fields[species_column]
+            xyz = [float(v) for v in fields[position_column : position_column + 3]]
+            if len(xyz) != 3:
+                raise ValueError("fewer than 3 coordinates")
+            number = (
+                int(symbol)
+                if symbol.isdigit()
+                else table.GetAtomicNumber(symbol[:1].upper() + symbol[1:].lower())
+            )
+        except (ValueError, IndexError, RuntimeError) as exc:
+            raise ParseError(
+                f"atom line {k + 1} of the frame ({line.strip()[:60]!r}) is not "
+                f"'element x y z': {exc}; fix the line"
+            ) from exc
+        atom = Chem.Atom(number)
+        rw.AddAtom(atom)
+        positions.append(xyz)
+    if not positions:
+        raise ParseError("the frame holds no atoms; remove it")
+    positions_array = np.array(positions, dtype=np.float64)
+    check_positions(positions_array, record.record_id)
+    conf = Chem.Conformer(len(positions))
+    for index, (x, y, z) in enumerate(positions):
+        conf.SetAtomPosition(index, Point3D(x, y, z))
+    conf.Set3D(True)
+    mol = rw.GetMol()
+    mol.AddConformer(conf, assignId=True)
+    charge = int(float(info.get("charge", 0) or 0))
+    try:
+        rdDetermineBonds.DetermineBonds(mol, charge=charge)
+    except Exception as exc:
+        raise SanitizationError(
+            f"cannot perceive bonds from the coordinates ({str(exc).strip()[:120]}); check the "
+            "geometry (units must be angstrom) or give the molecule as SDF with bonds"
+        ) from exc
+    return molecule_from_parsed(mol, record.record_id, metadata=record.metadata)
+
+
+_CONVERTERS = {
+    "smiles": _molecule_from_smiles,
+    "csv": _molecule_from_smiles,
+    "sdf": _molecule_from_molblock,
+    "xyz": _molecule_from_xyz,
+}
+
+
+def _records_of_sequence(items: Sequence[Any]) -> Iterator[tuple[_RawRecord, str]]:
+    for index, item in enumerate(items):
+        if isinstance(item, Molecule):
+            yield _RawRecord(item.id or str(index), f"item {index}", item), "molecule"
+        elif isinstance(item, Chem.Mol):
+            name = item.GetProp("_Name") if item.HasProp("_Name") else ""
+            yield _RawRecord(name or str(index), f"item {index}", item), "rdkit"
+        elif isinstance(item, tuple) and len(item) == 2:
+            yield _RawRecord(str(item[1]), f"item {index}", str(item[0])), "smiles"
+        elif isinstance(item, str):
+            yield _RawRecord(str(index), f"item {index}", item.strip()), "smiles"
+        else:
+            yield (
+                _RawRecord(
+                    str(index),
+                    f"item {index}",
+                    None,
+                    problem=f"item {index} is a {type(item).__name__}, not a SMILES string, "
+                    "(smiles, id) pair, Molecule or RDKit Mol",
+                ),
+                "smiles",
+            )
+
+
+def _molecule_from_rdkit_item(record: _RawRecord) -> Molecule:
+    return molecule_from_parsed(Chem.Mol(record.payload), record.record_id)
+
+
+def _molecule_item(record: _RawRecord) -> Molecule:
+    return record.payload
+
+
+def _record_stream(
+    source: Any,
+    format: str | None,
+    smiles_column: str | None,
+    id_column: str | None,
+) -> Iterator[tuple[_RawRecord, Any]]:
+    if isinstance(source, (str, Path)):
+        path = Path(source)
+        if not path.exists():
+            raise InputError(f"input file {path} does not exist; check the path")
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; give a molecule file")
+        fmt = format or detect_format(path)
+        if fmt not in _CONVERTERS:
+            raise InputError(f"unknown format {fmt!r}; use one of {', '.join(_CONVERTERS)}")
+        converter = _CONVERTERS[fmt]
+        with _open_binary(path) as handle:
+            if fmt == "smiles":
+                records = _smiles_lines(handle, path.name)
+            elif fmt == "csv":
+                records = _csv_rows(handle, path.name, smiles_column, id_column)
+            elif fmt == "sdf":
+                records = _sdf_records(handle, path.name)
+            else:
+                records = _xyz_frames(handle, path.name)
+            n_records = 0
+            for record in records:
+                n_records += 1
+                yield record, converter
+            if n_records == 0:
+                raise InputError(f"{path} holds no molecule records; check the file")
+        return
+    if isinstance(source, Iterable) and not isinstance(source, (bytes, dict)):
+        items = source if isinstance(source, Sequence) else list(source)
+        converters = {
+            "smiles": _molecule_from_smiles,
+            "rdkit": _molecule_from_rdkit_item,
+            "molecule": _molecule_item,
+        }
+        for record, kind in _records_of_sequence(items):
+            yield record, converters[kind]
+        return
+    raise InputError(
+        f"cannot read molecules from a {type(source).__name__}; give a file path or a list of "
+        "SMILES strings, Molecules or RDKit Mols"
+    )
+
+
+def iter_molecules(
+    source: Any,
+    *,
+    on_error: OnError = "record",
+    format: str | None = None,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+    geometry: bool = False,
+    seed: int | None = None,
+) -> Iterator[Item]:
+    """Stream the records of ``source`` as Molecules and (with ``on_error="record"``) ErrorRecords.
+
+    ``source`` is a file path (format from the suffix, or ``format=``) or a sequence of SMILES
+    strings, ``(smiles, id)`` pairs, Molecules or RDKit Mols. Items come in input order, one per
+    record. With ``geometry=True``, molecules without coordinates get an ETKDG+MMFF geometry
+    (failures become ``stage="geometry"`` error rows).
+    """
+    if on_error not in ("record", "raise"):
+        raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
+    seen_ids: dict[str, str] = {}
+    for record, converter in _record_stream(source, format, smiles_column, id_column):
+        item = _convert(record, converter, seen_ids, geometry, seed)
+        if isinstance(item, ErrorRecord) and on_error == "raise":
+            raise item.to_exception()
+        yield item
+
+
+def _convert(
+    record: _RawRecord,
+    converter: Any,
+    seen_ids: dict[str, str],
+    geometry: bool,
+    seed: int | None,
+) -> Item:
+    stage = "read"
+    try:
+        if record.record_id in seen_ids:
+            raise DuplicateIdError(
+                f"id {record.record_id!r} was already used by the record at "
+                f"{seen_ids[record.record_id]}; ids must be unique: fix the input or drop the "
+                "id field to number records automatically"
+            )
+        seen_ids[record.record_id] = record.location
+        if record.problem:
+            raise ParseError(record.problem)
+        molecule = converter(record)
+        if geometry and not molecule.has_positions:
+            stage = "geometry"
+            molecule = embed_molecule(molecule, seed=seed)
+        return molecule
+    except RecordError as exc:
+        return ErrorRecord.from_exception(
+            exc, record_id=record.record_id, stage=stage, location=record.location
+        )
+    except Exception as exc:  # an unexpected failure on one record must not stop the batch
+        return ErrorRecord(
+            record_id=record.record_id,
+            stage=stage,
+            error_type=type(exc).__name__,
+            message=f"unexpected error: {exc}; please report it with this record",
+            location=record.location,
+        )
+
+
+def iter_batches(source: Any, batch_size: int = 1000, **options: Any) -> Iterator[ReadResult]:
+    """Stream ``source`` as ReadResults of at most ``batch_size`` records each."""
+    if batch_size < 1:
+        raise ValueError("batch_size must be >= 1")
+    batch = ReadResult()
+    for item in iter_molecules(source, **options):
+        batch.add(item)
+        if batch.n_records >= batch_size:
+            yield batch
+            batch = ReadResult()
+    if batch.n_records:
+        yield batch
+
+
+def read_molecules(source: Any, *, on_error: OnError = "record", **options: Any) -> ReadResult:
+    """Read every record of ``source``; see :func:`iter_molecules` for the arguments.
+
+    Returns a ReadResult whose ``molecules`` are the good records and ``errors`` the bad ones;
+    ``len(molecules) + len(errors)`` is the number of records in the input.
+    """
+    result = ReadResult()
+    for item in iter_molecules(source, on_error=on_error, **options):
+        result.add(item)
+    return result

@@ -1,0 +1,280 @@
+"""Append-only tables in a Zarr group, with a commit counter.
+
+A :class:`Table` is a group of equally long arrays (columns), one row per record. Rows
+``[0, n_rows)`` are committed; ``n_rows`` lives in the group's attributes and is written *after*
+the data, so a writer killed mid-append leaves only uncommitted rows past ``n_rows``, which
+readers ignore and the next append overwrites. A :class:`RaggedMoleculeTable` adds the CSR layout
+of ARCHITECTURE.md for per-atom and per-bond data: ``offsets`` (n_rows + 1) into the atom arrays
+``numbers``, ``formal_charges``, ``positions`` and ``bond_offsets`` into ``bonds``.
+
+One writer at a time: concurrent appends to one table are not safe (see the workspace lock).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import zarr
+
+from amondask.chem.molecule import Molecule
+
+N_ROWS_ATTR = "n_rows"
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column: dtype (``"str"`` for text) and the shape of one row's value (() for scalars)."""
+
+    dtype: str
+    row_shape: tuple[int, ...] = ()
+    fill_value: Any = None
+
+
+def _create_array(group: zarr.Group, name: str, column: Column, chunk_rows: int) -> zarr.Array:
+    dtype = str if column.dtype == "str" else column.dtype
+    return group.create_array(
+        name,
+        shape=(0, *column.row_shape),
+        chunks=(chunk_rows, *column.row_shape),
+        dtype=dtype,
+        fill_value=column.fill_value,
+    )
+
+
+class Table:
+    """An append-only columnar table stored in one Zarr group."""
+
+    def __init__(self, group: zarr.Group):
+        self.group = group
+
+    @classmethod
+    def create(
+        cls, parent: zarr.Group, name: str, columns: Mapping[str, Column], chunk_rows: int
+    ) -> Table:
+        group = parent.require_group(name)
+        for column_name, column in columns.items():
+            if column_name not in group:
+                _create_array(group, column_name, column, chunk_rows)
+        if N_ROWS_ATTR not in group.attrs:
+            group.attrs[N_ROWS_ATTR] = 0
+        return cls(group)
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.group.attrs.get(N_ROWS_ATTR, 0))
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    @property
+    def columns(self) -> list[str]:
+        return sorted(self.group.array_keys())
+
+    def _write_rows(self, name: str, start: int, values: np.ndarray) -> None:
+        array = self.group[name]
+        stop = start + len(values)
+        if array.shape[0] != stop:
+            array.resize((stop, *array.shape[1:]))
+        if len(values):
+            array[start:stop] = values
+
+    def append(self, rows: Mapping[str, Sequence[Any] | np.ndarray]) -> int:
+        """Append rows (column -> values, all columns, equal lengths); returns the new n_rows."""
+        missing = set(self.group.array_keys()) - set(rows)
+        if missing:
+            raise ValueError(f"append misses columns {sorted(missing)}")
+        lengths = {len(values) for values in rows.values()}
+        if len(lengths) != 1:
+            raise ValueError(f"columns have different lengths {sorted(lengths)}")
+        start = self.n_rows
+        for name, values in rows.items():
+            self._write_rows(name, start, _as_array(values, self.group[name]))
+        return self._commit(start + lengths.pop())
+
+    def _commit(self, n_rows: int) -> int:
+        self.group.attrs[N_ROWS_ATTR] = int(n_rows)
+        return n_rows
+
+    def read(self, name: str, start: int = 0, stop: int | None = None) -> np.ndarray:
+        """Committed values of one column for rows [start, stop)."""
+        stop = self.n_rows if stop is None else min(stop, self.n_rows)
+        if stop <= start:
+            array = self.group[name]
+            return np.empty((0, *array.shape[1:]), dtype=_numpy_dtype(array))
+        values = self.group[name][start:stop]
+        return values
+
+    def read_text(self, name: str, start: int = 0, stop: int | None = None) -> list[str]:
+        return [str(v) for v in self.read(name, start, stop).tolist()]
+
+    def to_pandas(self, columns: Sequence[str] | None = None) -> Any:
+        import pandas as pd
+
+        names = columns or [c for c in self.columns if self.group[c].ndim == 1]
+        data = {}
+        for name in names:
+            values = self.read(name)
+            data[name] = [str(v) for v in values.tolist()] if values.dtype.kind == "T" else values
+        return pd.DataFrame(data)
+
+
+def _numpy_dtype(array: zarr.Array) -> Any:
+    return np.dtypes.StringDType() if array.dtype.kind == "T" else array.dtype
+
+
+def _as_array(values: Sequence[Any] | np.ndarray, array: zarr.Array) -> np.ndarray:
+    if array.dtype.kind in ("T", "U", "O"):
+        return np.array([str(v) for v in values], dtype=np.dtypes.StringDType())
+    return np.asarray(values, dtype=array.dtype)
+
+
+MOLECULE_COLUMNS = {
+    "id": Column("str"),
+    "key": Column("str"),
+    "smiles": Column("str"),
+    "coordinates": Column("str"),
+    "metadata": Column("str"),
+}
+ATOM_COLUMNS = {
+    "numbers": Column("int8"),
+    "formal_charges": Column("int8"),
+    "positions": Column("float64", (3,), fill_value=np.nan),
+}
+BOND_COLUMNS = {"bonds": Column("int32", (3,))}
+
+
+class RaggedMoleculeTable(Table):
+    """Molecules in CSR layout: per-molecule columns plus per-atom and per-bond arrays.
+
+    Per molecule: ``id``, ``key`` (canonical graph key), ``smiles``, ``coordinates`` (where the
+    positions come from: ``"input"`` or the generator's name), ``metadata`` (JSON text).
+    Per atom: ``numbers`` (int8), ``formal_charges`` (int8), ``positions`` (float64, angstrom,
+    NaN for graph-only molecules). Per bond: ``bonds`` (int32 rows ``i, j, order``, atom indices
+    local to the molecule). ``offsets`` and ``bond_offsets`` (int64, n_rows + 1) delimit them.
+    """
+
+    RAGGED = {"offsets": ATOM_COLUMNS, "bond_offsets": BOND_COLUMNS}
+
+    @classmethod
+    def create(
+        cls,
+        parent: zarr.Group,
+        name: str,
+        columns: Mapping[str, Column] | None = None,
+        chunk_rows: int = 65536,
+    ) -> RaggedMoleculeTable:
+        group = parent.require_group(name)
+        all_columns = {**MOLECULE_COLUMNS, **(columns or {})}
+        for column_name, column in {**all_columns, **ATOM_COLUMNS, **BOND_COLUMNS}.items():
+            if column_name not in group:
+                _create_array(group, column_name, column, chunk_rows)
+        for offsets_name in cls.RAGGED:
+            if offsets_name not in group:
+                offsets = _create_array(group, offsets_name, Column("int64"), chunk_rows)
+                offsets.resize((1,))
+                offsets[0:1] = np.zeros(1, dtype=np.int64)
+        if N_ROWS_ATTR not in group.attrs:
+            group.attrs[N_ROWS_ATTR] = 0
+        return cls(group)
+
+    def _row_columns(self) -> list[str]:
+        ragged = {"offsets", "bond_offsets", *ATOM_COLUMNS, *BOND_COLUMNS}
+        return [name for name in self.group.array_keys() if name not in ragged]
+
+    def offsets(self, start: int = 0, stop: int | None = None, *, kind: str = "offsets"):
+        """Committed offsets for molecules [start, stop): an array of length stop - start + 1."""
+        stop = self.n_rows if stop is None else min(stop, self.n_rows)
+        return self.group[kind][start : stop + 1]
+
+    @property
+    def n_atoms(self) -> int:
+        return int(self.group["offsets"][self.n_rows])
+
+    def append_molecules(
+        self, molecules: Sequence[Molecule], extra: Mapping[str, Sequence[Any]] | None = None
+    ) -> int:
+        """Append molecules (and values of extra per-molecule columns); returns new n_rows."""
+        n = self.n_rows
+        extra = dict(extra or {})
+        atom_start = int(self.group["offsets"][n])
+        bond_start = int(self.group["bond_offsets"][n])
+        n_atoms = np.array([m.n_atoms for m in molecules], dtype=np.int64)
+        n_bonds = np.array([len(m.bonds) for m in molecules], dtype=np.int64)
+        atoms = {
+            "numbers": _concat([m.numbers for m in molecules], np.int8, ()),
+            "formal_charges": _concat([m.formal_charges for m in molecules], np.int8, ()),
+            "positions": _concat(
+                [
+                    m.positions if m.positions is not None else np.full((m.n_atoms, 3), np.nan)
+                    for m in molecules
+                ],
+                np.float64,
+                (3,),
+            ),
+        }
+        bonds = _concat([m.bonds for m in molecules], np.int32, (3,))
+        for name, values in atoms.items():
+            self._write_rows(name, atom_start, values)
+        self._write_rows("bonds", bond_start, bonds)
+        self._write_rows("offsets", n + 1, atom_start + np.cumsum(n_atoms))
+        self._write_rows("bond_offsets", n + 1, bond_start + np.cumsum(n_bonds))
+        rows: dict[str, Any] = {
+            "id": [m.id for m in molecules],
+            "key": [m.key for m in molecules],
+            "smiles": [m.smiles for m in molecules],
+            "coordinates": [
+                str(m.metadata.get("coordinates", "input" if m.has_positions else "none"))
+                for m in molecules
+            ],
+            "metadata": [
+                json.dumps(dict(m.metadata), sort_keys=True, default=str) for m in molecules
+            ],
+        }
+        rows.update(extra)
+        missing = set(self._row_columns()) - set(rows)
+        if missing:
+            raise ValueError(f"append_molecules misses values for columns {sorted(missing)}")
+        for name, values in rows.items():
+            self._write_rows(name, n, _as_array(values, self.group[name]))
+        return self._commit(n + len(molecules))
+
+    def molecules(self, start: int = 0, stop: int | None = None) -> list[Molecule]:
+        """The committed molecules [start, stop) as Molecule objects."""
+        return list(self.iter_molecules(start, stop))
+
+    def iter_molecules(self, start: int = 0, stop: int | None = None) -> Iterator[Molecule]:
+        stop = self.n_rows if stop is None else min(stop, self.n_rows)
+        if stop <= start:
+            return
+        offsets = self.offsets(start, stop)
+        bond_offsets = self.offsets(start, stop, kind="bond_offsets")
+        a0, a1 = int(offsets[0]), int(offsets[-1])
+        b0, b1 = int(bond_offsets[0]), int(bond_offsets[-1])
+        numbers = self.group["numbers"][a0:a1]
+        charges = self.group["formal_charges"][a0:a1]
+        positions = self.group["positions"][a0:a1]
+        bonds = self.group["bonds"][b0:b1]
+        ids = self.read_text("id", start, stop)
+        metadata = self.read_text("metadata", start, stop)
+        for k in range(stop - start):
+            lo, hi = int(offsets[k]) - a0, int(offsets[k + 1]) - a0
+            blo, bhi = int(bond_offsets[k]) - b0, int(bond_offsets[k + 1]) - b0
+            pos = positions[lo:hi]
+            yield Molecule(
+                id=ids[k],
+                numbers=numbers[lo:hi],
+                bonds=bonds[blo:bhi],
+                formal_charges=charges[lo:hi],
+                positions=None if np.isnan(pos).all() and hi > lo else pos,
+                metadata=json.loads(metadata[k]) if metadata[k] else {},
+            )
+
+
+def _concat(arrays: Sequence[np.ndarray], dtype: Any, row_shape: tuple[int, ...]) -> np.ndarray:
+    if not arrays:
+        return np.empty((0, *row_shape), dtype=dtype)
+    return np.concatenate([np.asarray(a, dtype=dtype).reshape(-1, *row_shape) for a in arrays])

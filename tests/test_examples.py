@@ -1,0 +1,45 @@
+"""Every bundled example input is read without errors and holds what its README says."""
+
+import subprocess
+import sys
+
+import pytest
+
+from amondask.chem import read_molecules
+
+EXPECTED = {"queries.smi": 30, "qm9_sample.extxyz": 24, "qm9_sample.sdf": 12}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_example_inputs_read_cleanly(examples_dir, name):
+    result = read_molecules(examples_dir / name)
+    assert not result.errors
+    assert len(result.molecules) == EXPECTED[name]
+
+
+def test_example_geometries_agree_with_their_smiles(examples_dir):
+    """Bonds perceived from the QM9 XYZ geometries give the SMILES listed in queries.smi."""
+    smiles = dict(
+        (line.split()[1], line.split()[0])
+        for line in (examples_dir / "queries.smi").read_text().splitlines()
+        if line and not line.startswith("#")
+    )
+    from_xyz = read_molecules(examples_dir / "qm9_sample.extxyz").molecules
+    from_sdf = {m.id: m for m in read_molecules(examples_dir / "qm9_sample.sdf").molecules}
+    from_smiles = {m.id: m for m in read_molecules(examples_dir / "queries.smi").molecules}
+    for molecule in from_xyz:
+        assert molecule.key == from_smiles[molecule.id].key, (molecule.id, smiles[molecule.id])
+        if molecule.id in from_sdf:
+            assert from_sdf[molecule.id].key == molecule.key
+            assert abs(from_sdf[molecule.id].positions - molecule.positions).max() < 1e-3
+
+
+def test_quickstart_script(tmp_path, examples_dir):
+    result = subprocess.run(
+        [sys.executable, str(examples_dir / "quickstart.py"), str(tmp_path / "ws.zarr")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "30 queries" in result.stdout
