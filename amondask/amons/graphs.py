@@ -22,11 +22,11 @@ from amondask.amons.pi_bonds import perfect_matchings
 from amondask.amons.query import QueryGraph, bits
 from amondask.amons.rules import (
     check_rule_set,
+    needs_meso_check,
     paper_rules,
     passes_amon_filters,
     passes_subset_filters,
     residual_pi_atoms,
-    needs_meso_check,
     strain_atoms_to_check,
 )
 from amondask.amons.subgraphs import connected_subgraphs
@@ -114,9 +114,7 @@ def _labelled_code(
     return labels, tuple(bonds)
 
 
-def amon_key(
-    graph: QueryGraph, atoms: Sequence[int], bonds: Sequence[tuple[int, int, int]]
-) -> str:
+def amon_key(graph: QueryGraph, atoms: Sequence[int], bonds: Sequence[tuple[int, int, int]]) -> str:
     """Canonical key of the capped amon (cached on the labelled graph)."""
     code = _labelled_code(graph, atoms, bonds)
     key = _KEY_CACHE.get(code)

@@ -60,7 +60,9 @@ def relevant_rings(cycles: Sequence[int]) -> list[int]:
     for cycle in cycles:
         parts = [other for other in cycles if other != cycle and other & cycle == other]
         is_union = any(
-            parts[i] | parts[j] == cycle for i in range(len(parts)) for j in range(i + 1, len(parts))
+            parts[i] | parts[j] == cycle
+            for i in range(len(parts))
+            for j in range(i + 1, len(parts))
         )
         if not is_union:
             kept.append(cycle)
@@ -92,9 +94,7 @@ def conjugation_classes(mol: Chem.Mol, heavy_atoms: Sequence[int]) -> list[int]:
         if conjugated[index]:
             out.append(1)
             continue
-        next_to_conjugated = any(
-            conjugated.get(nbr.GetIdx(), False) for nbr in atom.GetNeighbors()
-        )
+        next_to_conjugated = any(conjugated.get(nbr.GetIdx(), False) for nbr in atom.GetNeighbors())
         z = atom.GetAtomicNum()
         if next_to_conjugated and z == 6:
             out.append(3)

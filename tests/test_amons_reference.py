@@ -1,0 +1,53 @@
+"""The fast amon engine against the brute-force reference (tests/amon_reference.py).
+
+Every molecule of tests/data/amon_test_molecules.smi (hand-picked structures with rings, fused
+aromatics, heteroatoms, charges, cumulenes and strained rings, then a QM9 sample), both rule sets,
+N_I = 1..7: the same keys with the same counts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from amon_reference import reference_amons
+from rdkit import Chem
+
+from amondask.amons.graphs import find_amon_graphs
+from amondask.amons.query import query_graph
+
+DATA = Path(__file__).parent / "data"
+
+
+def _molecules() -> list[tuple[str, str]]:
+    out = []
+    for line in (DATA / "amon_test_molecules.smi").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            smiles, name = line.split()
+            out.append((smiles, name))
+    return out
+
+
+MOLECULES = _molecules()
+
+
+def test_molecule_set_is_large_and_varied():
+    assert len(MOLECULES) >= 200
+    mols = [Chem.MolFromSmiles(s) for s, _ in MOLECULES]
+    elements = {a.GetAtomicNum() for m in mols for a in m.GetAtoms()}
+    assert {5, 6, 7, 8, 9, 14, 15, 16, 17, 35, 53} <= elements
+    assert any(a.GetFormalCharge() for m in mols for a in m.GetAtoms())
+    assert sum(m.GetRingInfo().NumRings() >= 2 for m in mols) >= 30
+
+
+@pytest.mark.parametrize("rules", ["plain", "paper"])
+@pytest.mark.parametrize(("smiles", "name"), MOLECULES, ids=[n for _, n in MOLECULES])
+def test_engine_matches_brute_force(smiles, name, rules):
+    reference = reference_amons(smiles, 7, rules)
+    sizes = {key: Chem.MolFromSmiles(key).GetNumAtoms() for key in reference}
+    graph = query_graph(Chem.MolFromSmiles(smiles))
+    for max_heavy_atoms in range(1, 8):
+        expected = {k: c for k, c in reference.items() if sizes[k] <= max_heavy_atoms}
+        found = find_amon_graphs(graph, max_heavy_atoms, rules)
+        got = {amon.key: len(amon.occurrences) for amon in found}
+        assert got == expected, f"{name} N_I={max_heavy_atoms}"
