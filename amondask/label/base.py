@@ -46,9 +46,10 @@ class LevelOfTheory:
     """What a label's energy means: method, basis, program and version, and the geometry protocol.
 
     ``str(level)`` is the canonical level-of-theory string, e.g.
-    ``"B3LYP/6-31G(2df,p) | pyscf 2.14.0 | geometry: input"``; two labels may be combined in one
-    model only when these strings are equal. ``basis`` is empty for methods with a built-in
-    basis (GFN2-xTB).
+    ``"B3LYP/6-31G(2df,p) | pyscf 2.14.0 | geometry: input | grid level 3"``; two labels may be
+    combined in one model only when these strings are equal. ``basis`` is empty for methods
+    with a built-in basis (GFN2-xTB); ``details`` holds settings that change the numbers
+    (integration grid, density fitting).
     """
 
     method: str
@@ -56,10 +57,12 @@ class LevelOfTheory:
     program: str
     program_version: str
     geometry: str
+    details: str = ""
 
     def __str__(self) -> str:
         method = f"{self.method}/{self.basis}" if self.basis else self.method
-        return f"{method} | {self.program} {self.program_version} | geometry: {self.geometry}"
+        text = f"{method} | {self.program} {self.program_version} | geometry: {self.geometry}"
+        return f"{text} | {self.details}" if self.details else text
 
 
 def level_slug(level_of_theory: str) -> str:

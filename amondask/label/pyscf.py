@@ -1,0 +1,295 @@
+"""DFT or Hartree-Fock labels with PySCF; optional relaxation with geomeTRIC.
+
+The default, B3LYP/6-31G(2df,p), is the level of QM9. PySCF's ``B3LYP`` uses the VWN-RPA
+(VWN3) correlation like Gaussian's, unless PySCF is configured with ``B3LYP_WITH_VWN5``, in
+which case the level of theory says ``B3LYP5``. Closed-shell restricted calculations only
+(RHF / RKS). When relaxing, the label's energy is a fresh SCF at the final geometry, so it
+does not depend on the optimization path.
+
+Threads and memory: ``threads`` / ``max_memory_mb`` when given, else the configured values,
+else, inside a Dask worker, the worker's threads and memory limit per thread, else 1 thread
+and 4000 MB.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.metadata
+import logging
+import os
+import tempfile
+
+import numpy as np
+
+from amondask import config
+from amondask.chem.molecule import Molecule
+from amondask.errors import LabelError, LabelerSetupError, SCFConvergenceError
+from amondask.label._threads import limited_threads
+from amondask.label.base import CachingLabeler, Label, LevelOfTheory, require_closed_shell
+from amondask.label.xtb import finish_label
+
+HARTREE_FOCK_NAMES = ("HF", "RHF")
+DEFAULT_MEMORY_MB = 4000
+
+
+def worker_resources() -> tuple[int, int] | None:
+    """(threads, memory in MB per task) of the Dask worker running this code, or None outside.
+
+    A task gets all of the worker's memory divided by its thread count, and one thread: the
+    worker runs ``nthreads`` tasks at once.
+    """
+    try:
+        from distributed import get_worker
+
+        worker = get_worker()
+    except (ImportError, ValueError):
+        return None
+    nthreads = max(1, int(worker.state.nthreads))
+    memory_limit = worker.memory_manager.memory_limit
+    if not memory_limit:
+        return 1, DEFAULT_MEMORY_MB
+    return 1, max(500, int(memory_limit / nthreads / 2**20 * 0.8))
+
+
+_GEOMETRIC_QUIET_INI = """[loggers]
+keys=root
+
+[handlers]
+keys=
+
+[formatters]
+keys=
+
+[logger_root]
+level=WARNING
+handlers=
+"""
+
+
+@functools.cache
+def _quiet_geometric_log_config() -> str:
+    """Path of a logging ini that silences geomeTRIC's banner and per-step output."""
+    path = os.path.join(tempfile.mkdtemp(prefix="amondask-geometric-"), "log.ini")
+    with open(path, "w") as handle:
+        handle.write(_GEOMETRIC_QUIET_INI)
+    return path
+
+
+class PySCFLabeler(CachingLabeler):
+    """Energies (hartree) from PySCF RHF/RKS, optionally at geomeTRIC-relaxed geometries.
+
+    Args:
+        method: ``HF`` or a functional PySCF knows (``B3LYP``, ``PBE0``, ``wB97X-D``...).
+        basis: a basis set name PySCF knows (``6-31G(2df,p)``, ``def2-SVP``, ``sto-3g``...).
+        density_fitting: use density fitting (RI-J/K) with ``auxbasis`` (PySCF's default
+            auxiliary basis for the basis when None).
+        relax: relax the geometry with geomeTRIC before the final SCF (default False).
+        max_steps: geomeTRIC step limit; reaching it gives status ``not-converged``.
+        conv_tol_hartree: SCF energy convergence.
+        grid_level: DFT integration grid level (PySCF ``grids.level``).
+        threads, max_memory_mb: per-task resources (see the module docstring).
+        scf_max_cycles: SCF iteration limit; not converging raises SCFConvergenceError.
+
+    Set-up errors (PySCF missing, unknown functional or basis) raise LabelerSetupError here.
+    """
+
+    name = "pyscf"
+
+    def __init__(
+        self,
+        method: str | None = None,
+        basis: str | None = None,
+        *,
+        density_fitting: bool | None = None,
+        auxbasis: str | None = None,
+        relax: bool | None = None,
+        max_steps: int | None = None,
+        conv_tol_hartree: float | None = None,
+        grid_level: int | None = None,
+        threads: int | None = None,
+        max_memory_mb: int | None = None,
+        scf_max_cycles: int = 100,
+        check_topology: bool = True,
+        cache_size: int = 256,
+        embed_seed: int | None = None,
+    ) -> None:
+        super().__init__(cache_size=cache_size, embed_seed=embed_seed)
+        try:
+            import pyscf
+            from pyscf import dft, gto
+        except ImportError as exc:
+            raise LabelerSetupError(
+                f"the pyscf labeler needs PySCF ({exc}); install it with "
+                "`pip install amondask[dft]`"
+            ) from exc
+        self.method = str(config.get("label.pyscf.method", method))
+        self.basis = str(config.get("label.pyscf.basis", basis))
+        self.density_fitting = bool(config.get("label.pyscf.density-fitting", density_fitting))
+        self.auxbasis = auxbasis
+        self.relax = bool(config.get("label.pyscf.relax", relax))
+        self.max_steps = int(config.get("label.pyscf.max-steps", max_steps))
+        self.conv_tol_hartree = float(config.get("label.pyscf.conv-tol-hartree", conv_tol_hartree))
+        self.grid_level = int(config.get("label.pyscf.grid-level", grid_level))
+        self.threads = threads if threads is not None else config.get("label.pyscf.threads")
+        self.max_memory_mb = (
+            max_memory_mb if max_memory_mb is not None else config.get("label.pyscf.max-memory-mb")
+        )
+        self.scf_max_cycles = int(scf_max_cycles)
+        self.check_topology = bool(check_topology)
+        self.is_hartree_fock = self.method.upper() in HARTREE_FOCK_NAMES
+        if not self.is_hartree_fock:
+            try:
+                dft.libxc.parse_xc(self.method)
+            except Exception as exc:
+                raise LabelerSetupError(
+                    f"PySCF does not know the method {self.method!r} ({exc}); give 'HF' or a "
+                    "functional name such as 'B3LYP', 'PBE0' or 'wB97X-D'"
+                ) from exc
+        try:
+            gto.basis.load(self.basis, "C")
+        except Exception as exc:
+            raise LabelerSetupError(
+                f"PySCF does not know the basis {self.basis!r} ({exc}); give a basis name "
+                "from pyscf.gto.basis, e.g. '6-31G(2df,p)', 'def2-SVP' or 'sto-3g'"
+            ) from exc
+        if self.relax:
+            try:
+                import geometric  # noqa: F401
+            except ImportError as exc:
+                raise LabelerSetupError(
+                    "relax=True needs geomeTRIC; install it with `pip install amondask[dft]` "
+                    "or pass relax=False"
+                ) from exc
+        method_name = "HF" if self.is_hartree_fock else self.method
+        if method_name.upper() == "B3LYP" and getattr(pyscf.__config__, "B3LYP_WITH_VWN5", False):
+            method_name = "B3LYP5"
+        details = []
+        if not self.is_hartree_fock:
+            details.append(f"grid level {self.grid_level}")
+        if self.density_fitting:
+            details.append(f"density fitting ({self.auxbasis or 'default auxbasis'})")
+        if self.relax:
+            geometry = f"relaxed (geomeTRIC {importlib.metadata.version('geometric')})"
+        else:
+            geometry = "input"
+        self._level = LevelOfTheory(
+            method=method_name,
+            basis=self.basis,
+            program="pyscf",
+            program_version=pyscf.__version__,
+            geometry=geometry,
+            details=", ".join(details),
+        )
+
+    @property
+    def implemented_properties(self) -> tuple[str, ...]:
+        return ("energy", "positions") if self.relax else ("energy",)
+
+    def _resources(self) -> tuple[int, int]:
+        threads, memory_mb = self.threads, self.max_memory_mb
+        if threads is None or memory_mb is None:
+            worker_threads, worker_memory = worker_resources() or (1, DEFAULT_MEMORY_MB)
+            threads = worker_threads if threads is None else threads
+            memory_mb = worker_memory if memory_mb is None else memory_mb
+        return int(threads), int(memory_mb)
+
+    def mean_field(self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0):
+        """The (not yet run) PySCF RHF/RKS object for a structure, with this labeler's settings."""
+        from pyscf import dft, gto, scf
+
+        _, memory_mb = self._resources()
+        mol = gto.M(
+            atom=[(int(z), tuple(xyz)) for z, xyz in zip(numbers, positions_angstrom, strict=True)],
+            unit="Angstrom",
+            basis=self.basis,
+            charge=int(charge),
+            spin=0,
+            verbose=0,
+            max_memory=memory_mb,
+        )
+        if self.is_hartree_fock:
+            mean_field = scf.RHF(mol)
+        else:
+            mean_field = dft.RKS(mol, xc=self.method)
+            mean_field.grids.level = self.grid_level
+        mean_field.conv_tol = self.conv_tol_hartree
+        mean_field.max_cycle = self.scf_max_cycles
+        if self.density_fitting:
+            mean_field = mean_field.density_fit(auxbasis=self.auxbasis)
+        return mean_field
+
+    def single_point(
+        self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0
+    ) -> float:
+        """SCF energy in hartree; raises SCFConvergenceError when the SCF does not converge."""
+        mean_field = self.mean_field(numbers, positions_angstrom, charge)
+        energy = float(mean_field.kernel())
+        if not mean_field.converged:
+            raise SCFConvergenceError(
+                f"{self.method}/{self.basis} SCF did not converge in {self.scf_max_cycles} "
+                "cycles; try another geometry, a smaller conv_tol_hartree or more cycles"
+            )
+        return energy
+
+    def _relax(self, molecule: Molecule) -> tuple[np.ndarray, int, bool]:
+        from pyscf.geomopt import geometric_solver
+
+        mean_field = self.mean_field(molecule.numbers, molecule.positions, molecule.charge)
+        steps = [0]
+
+        def count_step(_env: dict) -> None:
+            steps[0] += 1
+
+        root = logging.getLogger()
+        saved_handlers, saved_level = list(root.handlers), root.level
+        try:
+            converged, relaxed = geometric_solver.kernel(
+                mean_field,
+                maxsteps=self.max_steps,
+                callback=count_step,
+                assert_convergence=True,
+                logIni=_quiet_geometric_log_config(),
+            )
+        except RuntimeError as exc:  # PySCF raises it when an SCF along the way fails
+            raise SCFConvergenceError(
+                f"{self.method}/{self.basis} relaxation failed after {steps[0]} steps: {exc}"
+            ) from exc
+        finally:
+            # geomeTRIC configures the root logger from its ini file; give it back
+            for handler in list(root.handlers):
+                root.removeHandler(handler)
+            for handler in saved_handlers:
+                root.addHandler(handler)
+            root.setLevel(saved_level)
+        return np.asarray(relaxed.atom_coords(unit="Angstrom")), steps[0], bool(converged)
+
+    def _compute(self, molecule: Molecule) -> Label:
+        from pyscf import lib
+
+        require_closed_shell(molecule)
+        threads, _ = self._resources()
+        with limited_threads(threads), lib.with_omp_threads(threads):
+            try:
+                if self.relax:
+                    positions, n_steps, converged = self._relax(molecule)
+                else:
+                    positions, n_steps, converged = np.array(molecule.positions), 0, True
+                energy = self.single_point(molecule.numbers, positions, molecule.charge)
+            except LabelError as exc:
+                exc.record_id = molecule.id
+                raise
+            except (RuntimeError, KeyError, ValueError) as exc:
+                # e.g. an element the basis set does not cover
+                raise LabelError(
+                    f"PySCF {self.method}/{self.basis} failed: {exc}", record_id=molecule.id
+                ) from exc
+        return finish_label(
+            molecule,
+            energy_hartree=energy,
+            positions=positions,
+            n_steps=n_steps,
+            converged=converged,
+            level_of_theory=self.level_of_theory,
+            check_topology=self.check_topology and self.relax,
+            max_steps=self.max_steps,
+        )
