@@ -1,0 +1,40 @@
+"""Local kernels between molecules: in-memory (:mod:`.local`) and blocked / out-of-core
+(:mod:`.blocked`)."""
+
+from amondask.kernels.blocked import (
+    block_bounds,
+    compute_block,
+    kernel_dask_array,
+    kernel_progress,
+    open_element_blocks,
+    suggested_block_size,
+    write_element_blocks,
+    write_kernel,
+)
+from amondask.kernels.local import (
+    atom_kernel,
+    element_max_distances,
+    element_sigmas,
+    gaussian_local_kernel,
+    l1_distances,
+    laplacian_local_kernel,
+    local_kernel,
+)
+
+__all__ = [
+    "atom_kernel",
+    "block_bounds",
+    "compute_block",
+    "element_max_distances",
+    "element_sigmas",
+    "gaussian_local_kernel",
+    "kernel_dask_array",
+    "kernel_progress",
+    "l1_distances",
+    "laplacian_local_kernel",
+    "local_kernel",
+    "open_element_blocks",
+    "suggested_block_size",
+    "write_element_blocks",
+    "write_kernel",
+]
