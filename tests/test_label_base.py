@@ -7,6 +7,7 @@ import pytest
 from rdkit import Chem
 from rdkit.Chem import rdDetermineBonds
 
+from amondask import config
 from amondask.chem import Molecule
 from amondask.chem.geometry import embed_molecule
 from amondask.errors import LabelerSetupError
@@ -66,9 +67,10 @@ def test_perceived_bonds_match_graph_and_rdkit(smiles):
         perceived, molecule.bonds[np.lexsort(molecule.bonds.T[::-1])][:, :2]
     )
     assert not topology_changed(molecule, molecule.positions)
-    # independent reference: RDKit's connect-the-dots perception on the same coordinates
+    # independent reference: RDKit's perception with the same factor on the same coordinates
     mol = Chem.Mol(molecule.rdkit_mol)
-    rdDetermineBonds.DetermineConnectivity(mol)
+    factor = config.get("label.topology.covalent-radius-factor")
+    rdDetermineBonds.DetermineConnectivity(mol, covFactor=factor)
     rdkit_pairs = sorted(
         tuple(sorted((b.GetBeginAtomIdx(), b.GetEndAtomIdx()))) for b in mol.GetBonds()
     )
