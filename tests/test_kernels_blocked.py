@@ -15,6 +15,7 @@ import zarr
 import amondask.kernels.blocked as blocked
 from amondask.errors import WorkspaceParameterError
 from amondask.kernels import (
+    append_element_blocks,
     compute_block,
     element_sigmas,
     kernel_dask_array,
@@ -220,3 +221,26 @@ def test_two_worker_processes_match_one_thread(store, data):
     np.testing.assert_allclose(k_array[...], data["K_rows_cols"], rtol=1e-12)
     np.testing.assert_allclose(symmetric[...], data["K_rows"], rtol=1e-12)
     np.testing.assert_allclose(streamed, data["K_rows"], rtol=1e-12)
+
+
+def test_append_partitions_equals_one_write(tmp_path, data):
+    molecules = qm9_sample(16, 131)[:N_ROWS]
+    mbtypes = slatm_mbtypes([n for n, _ in qm9_sample(16, 131)])
+    root = zarr.open_group(tmp_path / "append.zarr", mode="w")
+    group = root.require_group("rows")
+    for start in range(0, N_ROWS, 11):
+        part = element_blocks(molecules[start : start + 11], mbtypes, first_molecule_index=start)
+        append_element_blocks(
+            group, part, n_molecules=min(start + 11, N_ROWS), chunk_rows=8,
+            attributes={"mbtypes": mbtypes},
+        )  # fmt: skip
+    blocks, n_molecules = open_element_blocks(group)
+    assert n_molecules == N_ROWS and group.attrs["mbtypes"] == mbtypes
+    for z, block in data["rows"].items():
+        np.testing.assert_array_equal(blocks[z].x[...], block.x)
+        np.testing.assert_array_equal(blocks[z].molecule_index[...], block.molecule_index)
+    k_array = write_kernel(group, None, root.require_group("k"), sigma=data["sigma"], block_size=8)
+    np.testing.assert_allclose(k_array[...], data["K_rows"], rtol=1e-12)
+    narrow = {z: type(b)(b.x[:, :-1], b.molecule_index + N_ROWS) for z, b in data["cols"].items()}
+    with pytest.raises(WorkspaceParameterError, match="features"):
+        append_element_blocks(group, narrow, n_molecules=N_ROWS + data["n_cols"])

@@ -2,6 +2,7 @@
 (:mod:`.blocked`)."""
 
 from amondask.kernels.blocked import (
+    append_element_blocks,
     block_bounds,
     compute_block,
     kernel_dask_array,
@@ -22,6 +23,7 @@ from amondask.kernels.local import (
 )
 
 __all__ = [
+    "append_element_blocks",
     "atom_kernel",
     "block_bounds",
     "compute_block",

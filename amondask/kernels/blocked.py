@@ -57,31 +57,65 @@ def write_element_blocks(
 
     Existing arrays are replaced. Uncompressed: the kernel re-reads these rows many times.
     """
+    for z in blocks:
+        for path in (str(int(z)), f"{MOLECULE_INDEX_GROUP}/{int(z)}"):
+            if path in group:
+                del group[path]
+    group.attrs.update({"elements": [], "n_molecules": 0})
+    append_element_blocks(
+        group, blocks, n_molecules=n_molecules, chunk_rows=chunk_rows, attributes=attributes
+    )
+
+
+def append_element_blocks(
+    group: zarr.Group,
+    blocks: Mapping[int, ElementBlock],
+    *,
+    n_molecules: int,
+    chunk_rows: int | None = None,
+    attributes: Mapping[str, Any] | None = None,
+) -> None:
+    """Append a partition of per-element blocks to ``group`` (creating arrays as needed).
+
+    ``blocks`` carry global molecule indices (``element_blocks(..., first_molecule_index=...)``)
+    that follow the ones already stored; ``n_molecules`` is the new total. One writer at a time.
+    """
     chunk_rows = int(config.get("kernels.representation-chunk-rows", chunk_rows))
     owners = group.require_group(MOLECULE_INDEX_GROUP)
+    elements = {int(z) for z in group.attrs.get("elements", [])}
     for z, block in blocks.items():
+        z = int(z)
         x = np.asarray(block.x, dtype=np.float64)
         owner = np.asarray(block.molecule_index, dtype=np.int64)
         if len(owner) > 1 and np.any(np.diff(owner) < 0):
             raise ValueError(f"element {z}: molecule_index must be sorted (atoms by molecule)")
         if len(owner) and owner[-1] >= n_molecules:
             raise ValueError(f"element {z}: molecule index {owner[-1]} >= n_molecules")
-        group.create_array(
-            str(int(z)),
-            data=x,
-            chunks=(max(1, min(chunk_rows, max(len(x), 1))), max(x.shape[1], 1)),
-            compressors=None,
-            overwrite=True,
-        )
-        owners.create_array(
-            str(int(z)),
-            data=owner,
-            chunks=(max(1, min(65536, max(len(owner), 1))),),
-            overwrite=True,
-        )
+        if str(z) not in group:
+            group.create_array(
+                str(z),
+                shape=(0, x.shape[1]),
+                chunks=(chunk_rows, max(x.shape[1], 1)),
+                dtype="float64",
+                compressors=None,
+            )
+            owners.create_array(str(z), shape=(0,), chunks=(65536,), dtype="int64")
+        stored_x, stored_owner = group[str(z)], owners[str(z)]
+        if stored_x.shape[1] != x.shape[1]:
+            raise WorkspaceParameterError(
+                f"element {z}: stored representation has {stored_x.shape[1]} features, this "
+                f"partition {x.shape[1]}; use the mbtypes and SLATM parameters of the store"
+            )
+        if len(owner) and stored_owner.shape[0]:
+            if owner[0] < stored_owner[stored_owner.shape[0] - 1]:
+                raise ValueError(f"element {z}: appended molecule indices must follow stored ones")
+        if len(owner):
+            stored_x.append(x, axis=0)
+            stored_owner.append(owner, axis=0)
+        elements.add(z)
     group.attrs.update(
         {
-            "elements": sorted(int(z) for z in blocks),
+            "elements": sorted(elements),
             "n_molecules": int(n_molecules),
             **dict(attributes or {}),
         }
