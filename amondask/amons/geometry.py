@@ -1,0 +1,187 @@
+"""3D amon geometries: query coordinates, H caps, MMFF94 relaxation and conformer dedup.
+
+An occurrence of an amon takes its heavy atoms and their own hydrogens from the query's
+coordinates; every cut bond ``a -> b`` becomes an H on ``a`` along the ``a -> b`` direction at the
+standard X-H bond length of ``a``'s element (:data:`XH_BOND_LENGTH_ANGSTROM`). Relaxation follows
+the authors' recipe: MMFF94 on the H atoms with the heavy atoms fixed, then MMFF94 on all atoms
+with every heavy-atom dihedral angle held within ``torsion_window_degrees`` by flat-bottomed
+restraints; a geometry whose dihedrals still move by more than ``torsion_tolerance_degrees`` is
+rejected. *Choice*: only dihedrals of four heavy atoms are held (the H atoms were placed by the
+first step; holding their dihedrals too makes the minimization stiff and 3x slower).
+Fragments without MMFF94 parameters (e.g. boron) keep their capped query geometry and say so.
+
+Conformers: occurrences of one amon whose (relaxed) geometries differ by more than
+``conformer_threshold`` in the Coulomb-matrix distance (:func:`coulomb_distance`) are distinct
+conformers; the others share the first one's geometry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from rdkit import Chem
+from rdkit.Chem import rdForceFieldHelpers, rdMolTransforms
+
+from amondask.chem.molecule import Molecule
+
+#: Standard X-H bond lengths in angstrom (typical experimental values).
+XH_BOND_LENGTH_ANGSTROM = {
+    5: 1.19,
+    6: 1.09,
+    7: 1.01,
+    8: 0.96,
+    9: 0.92,
+    14: 1.48,
+    15: 1.42,
+    16: 1.34,
+    17: 1.27,
+    35: 1.41,
+    53: 1.61,
+}
+_ANGSTROM_TO_BOHR = 1.0 / 0.52917721092
+# flat-bottomed dihedral restraint beyond the window, kcal/mol/rad^2: stiff enough to hold the
+# dihedrals within a fraction of a degree beyond the window, soft enough to converge quickly
+_TORSION_FORCE_CONSTANT = 100.0
+
+
+def xh_bond_length(atomic_number: int) -> float:
+    """Standard X-H bond length (angstrom); covalent radii sum for elements not tabulated."""
+    length = XH_BOND_LENGTH_ANGSTROM.get(atomic_number)
+    if length is None:
+        table = Chem.GetPeriodicTable()
+        length = table.GetRcovalent(atomic_number) + table.GetRcovalent(1)
+    return float(length)
+
+
+def cap_positions(
+    anchor_positions: np.ndarray, target_positions: np.ndarray, anchor_numbers: Sequence[int]
+) -> np.ndarray:
+    """Positions (n_caps, 3) of H caps on anchors, pointing at the removed atoms (angstrom)."""
+    direction = target_positions - anchor_positions
+    norm = np.linalg.norm(direction, axis=1, keepdims=True)
+    if np.any(norm < 1e-6):
+        raise ValueError("a cut bond has zero length: two query atoms coincide")
+    lengths = np.array([xh_bond_length(z) for z in anchor_numbers])[:, None]
+    return anchor_positions + direction / norm * lengths
+
+
+def min_nonbonded_distance(molecule: Molecule) -> float:
+    """Smallest distance (angstrom) between two atoms that are not bonded; inf if none."""
+    positions = molecule.positions
+    n = molecule.n_atoms
+    if positions is None or n < 2:
+        return float("inf")
+    diff = positions[:, None, :] - positions[None, :, :]
+    distance = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    distance[np.diag_indices(n)] = np.inf
+    if len(molecule.bonds):
+        i, j = molecule.bonds[:, 0], molecule.bonds[:, 1]
+        distance[i, j] = np.inf
+        distance[j, i] = np.inf
+    return float(distance.min())
+
+
+def coulomb_matrix(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.ndarray:
+    """Coulomb matrix (n, n) in atomic units: 0.5 Z^2.4 on the diagonal, Z_i Z_j / r_ij off it."""
+    z = numbers.astype(np.float64)
+    r = positions_angstrom * _ANGSTROM_TO_BOHR
+    diff = r[:, None, :] - r[None, :, :]
+    distance = np.sqrt(np.einsum("ijk,ijk->ij", diff, diff))
+    np.fill_diagonal(distance, 1.0)
+    matrix = np.outer(z, z) / distance
+    np.fill_diagonal(matrix, 0.5 * z**2.4)
+    return matrix
+
+
+def coulomb_spectrum(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.ndarray:
+    """Eigenvalues of the Coulomb matrix, sorted descending: invariant to atom order."""
+    return np.sort(np.linalg.eigvalsh(coulomb_matrix(numbers, positions_angstrom)))[::-1]
+
+
+def coulomb_distance(spectrum_a: np.ndarray, spectrum_b: np.ndarray) -> float:
+    """Relative distance of two Coulomb spectra: ``|a - b| / |a|`` (dimensionless)."""
+    return float(np.linalg.norm(spectrum_a - spectrum_b) / np.linalg.norm(spectrum_a))
+
+
+def _dihedrals(mol: Chem.Mol) -> list[tuple[int, int, int, int]]:
+    """All proper dihedrals i-j-k-l over bonds j-k (each once)."""
+    out = []
+    for bond in mol.GetBonds():
+        j, k = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
+        for first in mol.GetAtomWithIdx(j).GetNeighbors():
+            i = first.GetIdx()
+            if i == k:
+                continue
+            for last in mol.GetAtomWithIdx(k).GetNeighbors():
+                l = last.GetIdx()
+                if l in (j, i):
+                    continue
+                out.append((i, j, k, l))
+    return out
+
+
+def _well_defined(conf: Chem.Conformer, dihedral: tuple[int, int, int, int]) -> bool:
+    i, j, k, l = dihedral
+    return (
+        rdMolTransforms.GetAngleDeg(conf, i, j, k) < 175.0
+        and rdMolTransforms.GetAngleDeg(conf, j, k, l) < 175.0
+    )
+
+
+@dataclass(frozen=True)
+class Relaxation:
+    """Outcome of :func:`relax_amon`: new positions (angstrom), whether accepted, and why not."""
+
+    positions: np.ndarray
+    accepted: bool
+    max_torsion_change_degrees: float
+    message: str
+
+
+def relax_amon(
+    molecule: Molecule,
+    *,
+    torsion_window_degrees: float = 2.0,
+    torsion_tolerance_degrees: float = 5.0,
+    max_iterations: int = 200,
+) -> Relaxation:
+    """MMFF94 on the H atoms (heavy atoms fixed), then on all atoms with dihedrals held.
+
+    Returns the relaxed positions; ``accepted`` is False when a dihedral moved by more than
+    ``torsion_tolerance_degrees`` (the positions are then still returned, for inspection).
+    """
+    mol = molecule.rdkit_mol
+    properties = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol)
+    if properties is None:
+        return Relaxation(
+            np.array(molecule.positions), True, 0.0, "no MMFF94 parameters; not relaxed"
+        )
+    properties.SetMMFFVerbosity(0)
+    heavy = [atom.GetIdx() for atom in mol.GetAtoms() if atom.GetAtomicNum() > 1]
+    field = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, properties)
+    for index in heavy:
+        field.AddFixedPoint(index)
+    field.Minimize(maxIts=max_iterations)
+    conf = mol.GetConformer()
+    is_heavy = [atom.GetAtomicNum() > 1 for atom in mol.GetAtoms()]
+    dihedrals = [
+        d for d in _dihedrals(mol) if all(is_heavy[i] for i in d) and _well_defined(conf, d)
+    ]
+    before = np.array([rdMolTransforms.GetDihedralDeg(conf, *d) for d in dihedrals])
+    field = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, properties)
+    for d in dihedrals:
+        field.MMFFAddTorsionConstraint(
+            *d, True, -torsion_window_degrees, torsion_window_degrees, _TORSION_FORCE_CONSTANT
+        )
+    field.Minimize(maxIts=max_iterations)
+    after = np.array([rdMolTransforms.GetDihedralDeg(conf, *d) for d in dihedrals])
+    change = 0.0
+    if len(dihedrals):
+        delta = np.abs((after - before + 180.0) % 360.0 - 180.0)
+        change = float(delta.max())
+    positions = np.asarray(conf.GetPositions(), dtype=np.float64)
+    accepted = change <= torsion_tolerance_degrees
+    message = "" if accepted else f"dihedrals moved by up to {change:.1f} degrees under MMFF94"
+    return Relaxation(positions, accepted, change, message)
