@@ -122,7 +122,7 @@ def test_auto_picks_dask_cholesky_on_a_cluster_when_local_memory_is_short(proble
             n_workers=2,
             processes=True,
             threads_per_worker=1,
-            dashboard_address=None,
+            dashboard_address=":0",
             memory_limit="1GiB",
         ) as cluster,
         distributed.Client(cluster),

@@ -142,6 +142,38 @@ def test_block_rows_follow_the_memory_budget_and_zarr_chunks():
     assert provider.block_rows == 120
 
 
+@pytest.mark.parametrize("lower_only", [True, False])
+@pytest.mark.parametrize("provider_type", ["array", "function", "function-dask"])
+def test_providers_give_exact_products_and_columns(problem, lower_only, provider_type):
+    points, kernel, _, _ = problem
+    rows_per_block = 148  # 1.7 MiB / (8 * 1500 bytes per row)
+    if lower_only:  # the blocks right of the diagonal blocks must never be read
+        block_stop = (np.arange(N) // rows_per_block + 1) * rows_per_block
+        source = np.where(np.arange(N)[None, :] >= block_stop[:, None], np.nan, kernel)
+    else:
+        source = kernel
+    if provider_type == "array":
+        provider = ArrayBlockProvider(source, block_mib=1.7, lower_only=lower_only)
+    else:
+        provider = FunctionBlockProvider(
+            lambda rows, columns: (
+                source[rows][:, columns] if lower_only else kernel[rows][:, columns]
+            ),
+            N,
+            block_mib=1.7,
+            lower_only=lower_only,
+            use_dask=provider_type == "function-dask",
+        )
+    assert provider.block_rows == rows_per_block and N % rows_per_block != 0  # uneven last
+    vectors = np.random.default_rng(5).standard_normal((N, 3))
+    with dask.config.set(scheduler="threads"):
+        product = provider.matvec(vectors)
+    np.testing.assert_allclose(product, kernel @ vectors, rtol=1e-12, atol=1e-10)
+    if provider_type == "array":  # (a function provider is asked for the columns directly)
+        landmarks = np.array([0, 7, 148, 149, 150, 700, N - 1])
+        np.testing.assert_array_equal(provider.columns(landmarks), kernel[:, landmarks])
+
+
 def test_function_provider_recomputes_blocks(problem, reference):
     points, kernel, targets, regularization = problem
     calls = []
@@ -208,7 +240,7 @@ def test_dask_array_threaded(problem, reference):
 def process_client():
     with (
         distributed.LocalCluster(
-            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
+            n_workers=2, processes=True, threads_per_worker=1, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

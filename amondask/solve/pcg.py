@@ -76,16 +76,21 @@ def _rows_for_budget(n: int, block_mib: float | None, multiple_of: int = 1) -> i
 
 
 class _StreamedRows:
-    """Row-block streaming with one block of read-ahead in a background thread."""
+    """Row-block streaming with one block of read-ahead in a background thread.
+
+    With ``lower_only`` (K symmetric, the default) a pass reads only the lower block triangle,
+    ``K[start:stop, :stop]`` per row block (diagonal blocks whole), and uses each block twice
+    (as itself for the rows [start, stop) and transposed for the rows above): half the reading
+    (or recomputing) of a full pass, for the same flops.
+    """
 
     n: int
     block_rows: int
+    lower_only: bool = True
 
-    def _read_rows(self, start: int, stop: int) -> np.ndarray:  # (stop - start, n)
+    def _read_rows(self, start: int, stop: int, column_stop: int) -> np.ndarray:
+        """K[start:stop, :column_stop]."""
         raise NotImplementedError
-
-    def _read_rows_columns(self, start: int, stop: int, indices: np.ndarray) -> np.ndarray:
-        return self._read_rows(start, stop)[:, indices]
 
     def _bounds(self) -> list[tuple[int, int]]:
         return [
@@ -93,28 +98,45 @@ class _StreamedRows:
             for start in range(0, self.n, self.block_rows)
         ]
 
-    def _stream(self, reader: Callable[[int, int], np.ndarray]) -> Iterator[tuple[int, int, Any]]:
+    def _stream(self) -> Iterator[tuple[int, int, Any]]:
         bounds = self._bounds()
+
+        def read(start: int, stop: int) -> np.ndarray:
+            return self._read_rows(start, stop, stop if self.lower_only else self.n)
+
         with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(reader, *bounds[0])
+            pending = pool.submit(read, *bounds[0])
             for index, (start, stop) in enumerate(bounds):
                 block = pending.result()
                 if index + 1 < len(bounds):
-                    pending = pool.submit(reader, *bounds[index + 1])
+                    pending = pool.submit(read, *bounds[index + 1])
                 yield start, stop, block
                 del block
 
     def matvec(self, vectors: np.ndarray) -> np.ndarray:
-        result = np.empty((self.n, vectors.shape[1]))
-        for start, stop, block in self._stream(self._read_rows):
-            np.matmul(block, vectors, out=result[start:stop])
+        if not self.lower_only:
+            result = np.empty((self.n, vectors.shape[1]))
+            for start, stop, block in self._stream():
+                np.matmul(block, vectors, out=result[start:stop])
+            return result
+        result = np.zeros((self.n, vectors.shape[1]))
+        for start, stop, block in self._stream():
+            result[start:stop] += block @ vectors[:stop]
+            if start:
+                result[:start] += block[:, :start].T @ vectors[start:stop]
         return result
 
     def columns(self, indices: np.ndarray) -> np.ndarray:
-        result = np.empty((self.n, len(indices)))
         indices = np.asarray(indices)
-        for start, stop, block in self._stream(lambda a, b: self._read_rows_columns(a, b, indices)):
-            result[start:stop] = block
+        result = np.empty((self.n, len(indices)))
+        for start, stop, block in self._stream():
+            # entries K[r, l] with l < stop come from this block's rows ...
+            left = indices < stop
+            result[start:stop, left] = block[:, indices[left]]
+            # ... and, for landmarks l inside [start, stop), K[r, l] = K[l, r] for the rows above
+            inside = left & (indices >= start)
+            if start and inside.any():
+                result[:start, inside] = block[indices[inside] - start, :start].T
         return result
 
 
@@ -127,26 +149,40 @@ class ArrayBlockProvider(_StreamedRows):
         Shape (n, n). Only ``array[start:stop]`` row blocks are read, one pass per product.
     block_mib
         Size of one row block in MiB (``amondask.solve.stream-block-mib``); two blocks are in
-        memory at once. Rows per block are rounded down to the array's row chunk when it has one.
+        memory at once. Rows per block are rounded down to the array's row chunk when it has one
+        (store K with chunk rows no larger than that, or each chunk is read several times).
+    lower_only
+        Read only the lower triangle (K must be symmetric): half the I/O per pass.
     """
 
-    def __init__(self, array: Any, block_mib: float | None = None):
+    def __init__(self, array: Any, block_mib: float | None = None, lower_only: bool = True):
         if len(array.shape) != 2 or array.shape[0] != array.shape[1]:
             raise SolverError(f"K must be a square matrix, got shape {array.shape}")
         self.array = array
+        self.lower_only = lower_only
         self.n = int(array.shape[0])
         chunks = getattr(array, "chunks", None)
         chunk_rows = int(chunks[0]) if chunks and isinstance(chunks[0], int) else 1
         self.block_rows = _rows_for_budget(self.n, block_mib, chunk_rows)
 
-    def _read_rows(self, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.array[start:stop], dtype=np.float64)
+    def _read_rows(self, start: int, stop: int, column_stop: int) -> np.ndarray:
+        return np.asarray(self.array[start:stop, :column_stop], dtype=np.float64)
 
 
-def _block_times(
-    compute_block: Callable[[slice, slice], np.ndarray], start: int, stop: int, n: int, vectors
-) -> np.ndarray:
-    return compute_block(slice(start, stop), slice(0, n)) @ vectors
+def _block_contributions(
+    compute_block: Callable[[slice, slice], np.ndarray],
+    start: int,
+    stop: int,
+    lower_only: bool,
+    n: int,
+    vectors: np.ndarray,
+) -> tuple[int, int, np.ndarray, np.ndarray | None]:
+    """One row block's share of K @ V: (start, stop, rows part, part for the rows above)."""
+    if not lower_only:
+        return start, stop, compute_block(slice(start, stop), slice(0, n)) @ vectors, None
+    block = compute_block(slice(start, stop), slice(0, stop))
+    above = block[:, :start].T @ vectors[start:stop] if start else None
+    return start, stop, block @ vectors[:stop], above
 
 
 class FunctionBlockProvider(_StreamedRows):
@@ -165,6 +201,8 @@ class FunctionBlockProvider(_StreamedRows):
         Compute the row blocks of each product as dask tasks on the active scheduler (the
         distributed cluster when a Client is active) instead of in this process; then
         ``compute_block`` must be picklable.
+    lower_only
+        Compute only the lower triangle (K symmetric): half the kernel evaluations per pass.
     """
 
     def __init__(
@@ -173,17 +211,24 @@ class FunctionBlockProvider(_StreamedRows):
         n: int,
         block_mib: float | None = None,
         use_dask: bool = False,
+        lower_only: bool = True,
     ):
         self.compute_block = compute_block
         self.n = int(n)
         self.block_rows = _rows_for_budget(self.n, block_mib)
         self.use_dask = use_dask
+        self.lower_only = lower_only
 
-    def _read_rows(self, start: int, stop: int) -> np.ndarray:
-        return np.asarray(self.compute_block(slice(start, stop), slice(0, self.n)), np.float64)
+    def _read_rows(self, start: int, stop: int, column_stop: int) -> np.ndarray:
+        block = self.compute_block(slice(start, stop), slice(0, column_stop))
+        return np.asarray(block, dtype=np.float64)
 
-    def _read_rows_columns(self, start: int, stop: int, indices: np.ndarray) -> np.ndarray:
-        return np.asarray(self.compute_block(slice(start, stop), indices), np.float64)
+    def columns(self, indices: np.ndarray) -> np.ndarray:
+        indices = np.asarray(indices)
+        result = np.empty((self.n, len(indices)))
+        for start, stop in self._bounds():
+            result[start:stop] = self.compute_block(slice(start, stop), indices)
+        return result
 
     def matvec(self, vectors: np.ndarray) -> np.ndarray:
         if not self.use_dask:
@@ -192,10 +237,17 @@ class FunctionBlockProvider(_StreamedRows):
 
         shared = dask.delayed(vectors, pure=True)
         parts = [
-            dask.delayed(_block_times, pure=True)(self.compute_block, start, stop, self.n, shared)
+            dask.delayed(_block_contributions, pure=True)(
+                self.compute_block, start, stop, self.lower_only, self.n, shared
+            )
             for start, stop in self._bounds()
         ]
-        return np.concatenate(dask.compute(*parts), axis=0)
+        result = np.zeros((self.n, vectors.shape[1]))
+        for start, stop, rows_part, above_part in dask.compute(*parts):
+            result[start:stop] += rows_part
+            if above_part is not None:
+                result[:start] += above_part
+        return result
 
 
 class DaskArrayProvider:
