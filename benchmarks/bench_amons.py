@@ -138,7 +138,7 @@ def main() -> None:
             row.update(case=f"QM9 9 heavy, N_I={max_heavy_atoms}, {label}")
             results.append(row)
             print(_format(row), flush=True)
-    smiles = peptide(14)
+    smiles = peptide(16)
     big = Chem.MolFromSmiles(smiles)
     for rules in ("paper", "plain"):
         start = time.perf_counter()

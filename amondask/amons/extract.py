@@ -26,6 +26,10 @@ from amondask.amons.rules import check_rule_set
 from amondask.chem.molecule import Molecule
 from amondask.errors import AmonError
 
+# Graph-only amon Molecules are immutable and depend only on the key: shared across queries.
+_GRAPH_MOLECULES: dict[str, Molecule] = {}
+_GRAPH_MOLECULE_LIMIT = 100_000
+
 
 @dataclass(frozen=True)
 class AmonConformer:
@@ -223,7 +227,12 @@ class _AmonBuilder:
         if conformers:
             molecule = conformers[0].molecule
         else:
-            molecule = self.occurrence_molecule(entry.occurrences[0], entry.key, False)
+            molecule = _GRAPH_MOLECULES.get(entry.key)
+            if molecule is None:
+                molecule = self.occurrence_molecule(entry.occurrences[0], entry.key, False)
+                if len(_GRAPH_MOLECULES) >= _GRAPH_MOLECULE_LIMIT:
+                    _GRAPH_MOLECULES.clear()
+                _GRAPH_MOLECULES[entry.key] = molecule
         return Amon(
             key=entry.key,
             n_heavy=entry.n_heavy,

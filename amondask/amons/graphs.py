@@ -168,12 +168,16 @@ def find_amon_graphs(
         keys_of_subset: set[str] = set()
         for doubles in matchings:
             bonds = amon_bonds(graph, atoms, doubles)
-            if strain_atoms or meso_check:
-                mol = amon_rdkit_mol(graph, atoms, bonds)
-                if not passes_amon_filters(
-                    graph, paper, subset, mol, atoms, strain_atoms, meso_check
-                ):
-                    continue
+            if (strain_atoms or meso_check) and not passes_amon_filters(
+                graph,
+                paper,
+                subset,
+                lambda atoms=atoms, bonds=bonds: amon_rdkit_mol(graph, atoms, bonds),
+                atoms,
+                strain_atoms,
+                meso_check,
+            ):
+                continue
             key = amon_key(graph, atoms, bonds)
             if key in keys_of_subset:
                 continue

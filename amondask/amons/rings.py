@@ -120,8 +120,13 @@ def _next_to_carbonyl(atom: Chem.Atom) -> bool:
     return False
 
 
-def strained_rings(rings: Sequence[int], iconj: Sequence[int]) -> list[int]:
-    """SR(M) from R(M) (bitmasks, any order) and iconj per atom (indexed like the bitmasks)."""
+def strained_rings(rings: Sequence[int], iconj: Sequence[int], touching: int = -1) -> list[int]:
+    """SR(M) from R(M) (bitmasks, any order) and iconj per atom (indexed like the bitmasks).
+
+    ``iconj`` is only read for 5- and 7-membered rings; with ``touching`` (a bitmask), rings of
+    those sizes that share no atom with it are left out without reading ``iconj`` (callers that
+    only ask about those atoms can then compute iconj lazily).
+    """
     out = []
     for ring in sorted(rings, key=lambda mask: (mask.bit_count(), mask)):
         size = ring.bit_count()
@@ -131,8 +136,11 @@ def strained_rings(rings: Sequence[int], iconj: Sequence[int]) -> list[int]:
                 smaller |= other
         if ring & smaller == ring:
             continue
-        if size in (3, 4) or (size in (5, 7) and all(iconj[a] != 0 for a in bits(ring))):
+        if size in (3, 4):
             out.append(ring)
+        elif size in (5, 7) and ring & touching:
+            if all(iconj[a] != 0 for a in bits(ring)):
+                out.append(ring)
     return out
 
 

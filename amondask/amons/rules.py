@@ -28,7 +28,7 @@ of d and e, which need the capped amon's RDKit hybridizations, run only when a p
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from rdkit import Chem
@@ -205,29 +205,43 @@ def needs_meso_check(graph: QueryGraph, rules: PaperRules, subset: int) -> bool:
     return False
 
 
+class _LazyAmonIconj:
+    """iconj of amon atoms by query atom index, computed with RDKit on first access."""
+
+    def __init__(self, make_amon_mol: Callable[[], Chem.Mol], atoms: Sequence[int]):
+        self.make_amon_mol = make_amon_mol
+        self.atoms = atoms
+        self.values: dict[int, int] | None = None
+
+    def __getitem__(self, atom: int) -> int:
+        if self.values is None:
+            classes = conjugation_classes(self.make_amon_mol(), range(len(self.atoms)))
+            self.values = dict(zip(self.atoms, classes, strict=True))
+        return self.values.get(atom, 0)
+
+
 def passes_amon_filters(
     graph: QueryGraph,
     rules: PaperRules,
     subset: int,
-    amon_mol: Chem.Mol,
+    make_amon_mol: Callable[[], Chem.Mol],
     atoms: Sequence[int],
     strain_atoms: int,
     meso_check: bool,
 ) -> bool:
     """Paper filters d and e on one capped amon.
 
-    ``amon_mol`` is the sanitized amon whose atom ``k`` is query heavy atom ``atoms[k]``.
+    ``make_amon_mol()`` gives the sanitized amon whose atom ``k`` is query heavy atom
+    ``atoms[k]``; it is only called when an amon iconj value is needed (a 5- or 7-membered
+    ring next to the checked atoms, or a meso5 candidate ring).
     """
     if not strain_atoms and not meso_check:
         return True
-    local = {a: k for k, a in enumerate(atoms)}
     cycles = [c for c in rules.cycles if c & subset == c]
     amon_rings = relevant_rings(cycles)
-    iconj_amon = conjugation_classes(amon_mol, range(len(atoms)))
-    iconj_by_query_atom = {a: iconj_amon[local[a]] for a in atoms}
+    iconj_amon = _LazyAmonIconj(make_amon_mol, atoms)
     if strain_atoms:
-        iconj_list = [iconj_by_query_atom.get(a, 0) for a in range(graph.n)]
-        strained_amon = strained_atoms(strained_rings(amon_rings, iconj_list))
+        strained_amon = strained_atoms(strained_rings(amon_rings, iconj_amon, strain_atoms))
         if (strained_amon ^ rules.strained) & strain_atoms:
             return False
     if meso_check:
@@ -235,8 +249,8 @@ def passes_amon_filters(
             if ring.bit_count() != 5:
                 continue
             for a in bits(ring):
-                if iconj_by_query_atom[a] not in (1, 2):
+                if not graph.neighbours[a] & subset & ~ring & rules.mesomeric:
                     continue
-                if graph.neighbours[a] & subset & ~ring & rules.mesomeric:
+                if iconj_amon[a] in (1, 2):
                     return False
     return True
