@@ -64,7 +64,9 @@ class Amon:
         count: number of distinct heavy-atom subsets of the query that give this amon.
         occurrences: per occurrence, the query atom indices (in the query's own numbering, H
             atoms counted) of its heavy atoms, ascending; sorted.
-        conformers: distinct 3D geometries (empty when extracted without geometry).
+        conformers: distinct 3D geometries (empty when extracted without geometry). An
+            occurrence whose relaxed geometry was rejected (dihedrals moved) belongs to no
+            conformer, unless all were rejected: then the least-moved one is kept, flagged.
         molecule: the first conformer's molecule, or a graph-only Molecule without geometry.
     """
 
@@ -202,7 +204,14 @@ class _AmonBuilder:
                         for a in _anchor_atoms(graph, atoms, subset)
                     ]
                 )
-                caps = cap_positions(anchor_positions, np.array(targets), anchor_numbers)
+                try:
+                    caps = cap_positions(anchor_positions, np.array(targets), anchor_numbers)
+                except ValueError as exc:
+                    raise AmonError(
+                        f"cannot place H caps for amon {key}: {exc}; check the query's "
+                        "coordinates (or pass it as a graph to have it embedded)",
+                        record_id=self.query.id,
+                    ) from exc
                 for slot, cap in zip(anchors, caps, strict=True):
                     positions[slot] = cap
             position_array = np.array(positions, dtype=np.float64)
