@@ -105,6 +105,17 @@ def test_rectangular_kernel(store, data, block_size):
     np.testing.assert_allclose(laplacian[...], data["K_laplacian"], rtol=1e-12)
 
 
+@pytest.mark.parametrize("column_cache_bytes", [0, 2**30])
+def test_column_cache_does_not_change_values(store, data, column_cache_bytes):
+    for cols in (None, store["represent/cols"]):
+        lazy = kernel_dask_array(
+            store["represent/rows"], cols, sigma=data["sigma"], block_size=12, atom_chunk=7,
+            column_cache_bytes=column_cache_bytes,
+        )  # fmt: skip
+        expected = data["K_rows"] if cols is None else data["K_rows_cols"]
+        np.testing.assert_allclose(lazy.compute(scheduler="sync"), expected, rtol=1e-12)
+
+
 def test_dask_array_streams_blocks(store, data):
     lazy = kernel_dask_array(store["represent/rows"], sigma=data["sigma"], block_size=8)
     assert lazy.chunks == ((8, 8, 8, 6), (8, 8, 8, 6))

@@ -163,6 +163,10 @@ class _RowWindow:
     def __init__(self, array: Any, start: int, stop: int):
         self.array, self.start, self.stop = array, int(start), int(stop)
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return (self.stop - self.start, int(self.array.shape[1]))
+
     def __getitem__(self, item: slice) -> np.ndarray:
         lo, hi, _ = item.indices(self.stop - self.start)
         return np.asarray(self.array[self.start + lo : self.start + hi])
@@ -179,6 +183,7 @@ def compute_block(
     sigma: float | Mapping[int, float],
     kernel: KernelName,
     atom_chunk: int,
+    column_cache_bytes: int = 0,
 ) -> np.ndarray:
     """One kernel block (n_row_mols, n_col_mols): molecules [m0, m1) x [n0, n1), from the atom
     row ranges of each element. ``cols=None`` means a diagonal block of a symmetric kernel."""
@@ -210,6 +215,7 @@ def compute_block(
             row_offset=row_molecules[0],
             col_offset=col_molecules[0],
             atom_chunk=atom_chunk,
+            column_cache_bytes=column_cache_bytes,
         )
     if cols is None:  # diagonal block of a symmetric K: GEMM rounding is not bitwise symmetric
         out = 0.5 * (out + out.T)
@@ -285,6 +291,7 @@ def kernel_dask_array(
     atom_chunk: int | None = None,
     n_row_molecules: int | None = None,
     n_col_molecules: int | None = None,
+    column_cache_bytes: int | None = None,
 ) -> da.Array:
     """K (n_row_molecules, n_col_molecules) float64 as a lazy dask array of blocks.
 
@@ -296,6 +303,7 @@ def kernel_dask_array(
     kernel = config.get("kernels.kernel", kernel)
     block_size = int(config.get("kernels.block-size", block_size))
     atom_chunk = int(config.get("kernels.atom-chunk", atom_chunk))
+    cache_bytes = int(config.get("kernels.column-cache-bytes", column_cache_bytes))
     rows, cols, n_rows, n_cols = _resolve(rows, cols, n_row_molecules, n_col_molecules)
     plan = _Plan(rows, cols, n_rows, n_cols, block_size)
     name = "local-kernel-" + dask.base.tokenize(
@@ -313,7 +321,7 @@ def kernel_dask_array(
             *ranges,
             sigma,
             kernel,
-            atom_chunk,
+            (atom_chunk, cache_bytes),
         )
         if plan.symmetric and j > i:
             layer[(name, j, i)] = (np.transpose, (name, i, j))
@@ -348,7 +356,8 @@ def _compute_block_task(rows, cols, row_atoms, col_atoms, row_mols, col_mols, si
         col_mols,
         sigma=sigma,
         kernel=kernel,
-        atom_chunk=chunk,
+        atom_chunk=chunk[0],
+        column_cache_bytes=chunk[1],
     )
 
 
@@ -409,7 +418,7 @@ def _write_block_task(
 ) -> tuple[int, int]:  # fmt: skip
     block = compute_block(
         _unwrap(rows), _unwrap(cols), row_atoms, col_atoms, row_mols, col_mols,
-        sigma=sigma, kernel=kernel, atom_chunk=chunk,
+        sigma=sigma, kernel=kernel, atom_chunk=chunk[0], column_cache_bytes=chunk[1],
     )  # fmt: skip
     k_array[row_mols[0] : row_mols[1], col_mols[0] : col_mols[1]] = block
     if mirror:
@@ -435,6 +444,7 @@ def write_kernel(
     n_col_molecules: int | None = None,
     overwrite: bool = False,
     scheduler: Any = None,
+    column_cache_bytes: int | None = None,
 ) -> zarr.Array:
     """Compute K block by block with Dask and write it into ``group[name]``; resumable.
 
@@ -448,6 +458,8 @@ def write_kernel(
         kernel: "gaussian" or "laplacian" (default from config ``kernels.kernel``).
         block_size: molecules per block side = chunk side of K (config ``kernels.block-size``).
         atom_chunk: atoms per atom-pair sub-block inside a task (config ``kernels.atom-chunk``).
+        column_cache_bytes: keep a block's column atoms of one element in memory when they fit
+            (read once instead of once per row chunk; config ``kernels.column-cache-bytes``).
         overwrite: rebuild even if ``group[name]`` exists (else its parameters must match).
         scheduler: passed to ``dask.compute`` (default: the active client or the threaded one).
 
@@ -458,6 +470,7 @@ def write_kernel(
     kernel = config.get("kernels.kernel", kernel)
     block_size = int(config.get("kernels.block-size", block_size))
     atom_chunk = int(config.get("kernels.atom-chunk", atom_chunk))
+    cache_bytes = int(config.get("kernels.column-cache-bytes", column_cache_bytes))
     rows, cols, n_rows, n_cols = _resolve(rows, cols, n_row_molecules, n_col_molecules)
     plan = _Plan(rows, cols, n_rows, n_cols, block_size)
     attributes = _kernel_attributes(kernel, sigma, block_size, plan.symmetric, plan.shape)
@@ -484,7 +497,7 @@ def write_kernel(
                 *ranges,
                 sigma,
                 kernel,
-                atom_chunk,
+                (atom_chunk, cache_bytes),
             )
         )
     if tasks:

@@ -95,12 +95,16 @@ def atom_kernel(
             row_norms = np.einsum("ij,ij->i", x_rows, x_rows)
         if col_norms is None:
             col_norms = np.einsum("ij,ij->i", x_cols, x_cols)
-        values = x_rows @ x_cols.T
-        values *= 2.0
-        values -= row_norms[:, None]
-        values -= col_norms[None, :]
-        np.minimum(values, 0.0, out=values)  # -|a-b|^2, clipped against rounding
-        values *= 1.0 / (2.0 * sigma * sigma)
+        # -(|a|^2 + |b|^2 - 2 a.b) / (2 sigma^2) with the scale folded into the GEMM operand:
+        # four passes over the (n_rows, n_cols) matrix after the GEMM
+        half_inverse = 1.0 / (2.0 * sigma * sigma)
+        if x_rows.shape[0] <= x_cols.shape[0]:
+            values = (x_rows * (2.0 * half_inverse)) @ x_cols.T
+        else:
+            values = x_rows @ (x_cols * (2.0 * half_inverse)).T
+        values -= (row_norms * half_inverse)[:, None]
+        values -= (col_norms * half_inverse)[None, :]
+        np.minimum(values, 0.0, out=values)  # clipped against rounding
     elif kernel == "laplacian":
         values = l1_distances(
             np.ascontiguousarray(x_rows, dtype=np.float64),
@@ -151,13 +155,15 @@ def accumulate_element_kernel(
     row_offset: int = 0,
     col_offset: int = 0,
     atom_chunk: int = DEFAULT_ATOM_CHUNK,
+    column_cache_bytes: int = 0,
 ) -> None:
     """Add one element's contribution to a molecule kernel block ``out`` in place.
 
     ``out[m - row_offset, n - col_offset] += sum k(x_a, x_b)`` over atoms a of molecule m and b
     of molecule n. ``x_rows`` / ``x_cols`` are (n_atoms, d_Z) arrays or anything that returns
     one for a row slice (a zarr array, a lazy view): they are read ``atom_chunk`` rows at a time,
-    so memory stays at two chunks plus one (atom_chunk, atom_chunk) matrix. The owners are
+    so memory stays at two chunks plus one (atom_chunk, atom_chunk) matrix; when all column atoms
+    fit in ``column_cache_bytes`` they are read once and kept instead. The owners are
     (n_atoms,) sorted molecule indices. With ``x_cols=None`` the block is symmetric (cols = rows;
     out square) and every atom-chunk pair is computed once.
     """
@@ -169,17 +175,36 @@ def accumulate_element_kernel(
         return
     row_chunks = _chunks(n_row_atoms, atom_chunk)
     col_chunks = row_chunks if symmetric else _chunks(n_col_atoms, atom_chunk)
+    gaussian = kernel == "gaussian"
+    cache: dict[int, tuple[np.ndarray, np.ndarray | None]] | None = None
+    if not isinstance(x_cols, np.ndarray) and len(col_chunks) > 1:
+        width = int(getattr(x_cols, "shape", (0, 0))[1])
+        if 0 < 8 * n_col_atoms * width <= column_cache_bytes:
+            cache = {}
+
+    def read_columns(cj: int) -> tuple[np.ndarray, np.ndarray | None]:
+        if cache is not None and cj in cache:
+            return cache[cj]
+        c0, c1 = col_chunks[cj]
+        cols_x = _read_rows(x_cols, c0, c1)
+        col_norms = np.einsum("ij,ij->i", cols_x, cols_x) if gaussian else None
+        if cache is not None:
+            cache[cj] = (cols_x, col_norms)
+        return cols_x, col_norms
+
     for ci, (r0, r1) in enumerate(row_chunks):
-        rows_x = _read_rows(x_rows, r0, r1)
-        row_norms = np.einsum("ij,ij->i", rows_x, rows_x) if kernel == "gaussian" else None
+        if symmetric:
+            rows_x, row_norms = read_columns(ci)
+        else:
+            rows_x = _read_rows(x_rows, r0, r1)
+            row_norms = np.einsum("ij,ij->i", rows_x, rows_x) if gaussian else None
         for cj, (c0, c1) in enumerate(col_chunks):
             if symmetric and cj < ci:
                 continue
             if symmetric and cj == ci:
                 cols_x, col_norms = rows_x, row_norms
             else:
-                cols_x = _read_rows(x_cols, c0, c1)
-                col_norms = np.einsum("ij,ij->i", cols_x, cols_x) if kernel == "gaussian" else None
+                cols_x, col_norms = read_columns(cj)
             values = atom_kernel(
                 rows_x, cols_x, sigma, kernel, row_norms=row_norms, col_norms=col_norms
             )
@@ -190,6 +215,8 @@ def accumulate_element_kernel(
             out[np.ix_(rows, cols)] += summed
             if symmetric and cj > ci:
                 out[np.ix_(cols, rows)] += summed.T
+        if cache is not None and symmetric:
+            cache.pop(ci, None)  # never needed again
 
 
 def local_kernel(
