@@ -93,19 +93,23 @@ def peptide(n_residues: int) -> str:
 
 
 def _time_queries(queries, max_heavy_atoms, geometry, relax):
-    times, n_amons, n_conformers = [], [], []
+    times, cpu_times, n_amons, n_conformers = [], [], [], []
     for query in queries:
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         amons = extract_amons(query, max_heavy_atoms, geometry=geometry, relax=relax)
         times.append(time.perf_counter() - start)
+        cpu_times.append(time.process_time() - cpu_start)
         n_amons.append(len(amons))
         n_conformers.append(sum(len(a.conformers) for a in amons))
     times_ms = np.array(times) * 1e3
+    cpu_ms = np.array(cpu_times) * 1e3
     return {
         "n_queries": len(queries),
         "median_ms": float(np.median(times_ms)),
         "p95_ms": float(np.percentile(times_ms, 95)),
         "mean_ms": float(times_ms.mean()),
+        "cpu_median_ms": float(np.median(cpu_ms)),
+        "cpu_p95_ms": float(np.percentile(cpu_ms, 95)),
         "amons_per_query": float(np.mean(n_amons)),
         "conformers_per_query": float(np.mean(n_conformers)) if geometry else None,
     }
@@ -123,6 +127,7 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/results/bench_amons.json")
     args = parser.parse_args()
     n_geometry = args.n_geometry_queries or args.n_queries
+    load_start = os.getloadavg()[0]
     queries = qm9_queries(args.n_queries)
     # warm-up: imports, RDKit caches
     extract_amons(queries[0], 7, geometry=True)
@@ -141,15 +146,18 @@ def main() -> None:
     smiles = peptide(16)
     big = Chem.MolFromSmiles(smiles)
     for rules in ("paper", "plain"):
-        start = time.perf_counter()
+        start, cpu_start = time.perf_counter(), time.process_time()
         amons = extract_amons(smiles, 7, rules=rules, geometry=False)
         elapsed = (time.perf_counter() - start) * 1e3
+        cpu = (time.process_time() - cpu_start) * 1e3
         row = {
             "case": f"peptide {big.GetNumAtoms()} heavy, N_I=7, graph, {rules}",
             "n_queries": 1,
             "median_ms": elapsed,
             "p95_ms": elapsed,
             "mean_ms": elapsed,
+            "cpu_median_ms": cpu,
+            "cpu_p95_ms": cpu,
             "amons_per_query": len(amons),
             "occurrences": sum(a.count for a in amons),
             "conformers_per_query": None,
@@ -161,7 +169,12 @@ def main() -> None:
         "command": "OPENBLAS_NUM_THREADS=1 OMP_NUM_THREADS=1 python3 benchmarks/bench_amons.py "
         f"--n-queries {args.n_queries}"
         + (f" --n-geometry-queries {n_geometry}" if n_geometry != args.n_queries else ""),
-        "machine": {"python": platform.python_version(), "cpus": os.cpu_count()},
+        "machine": {
+            "python": platform.python_version(),
+            "cpus": os.cpu_count(),
+            # other jobs share the machine: wall times are noisy, CPU times less so
+            "load_average_1min_start_end": [load_start, os.getloadavg()[0]],
+        },
         "rules": "paper",
         "results": results,
     }
@@ -175,7 +188,8 @@ def _format(row) -> str:
     extra = f"  conformers/query {conformers:6.1f}" if conformers is not None else ""
     return (
         f"{row['case']:<45} n={row['n_queries']:5d}  median {row['median_ms']:8.2f} ms  "
-        f"p95 {row['p95_ms']:8.2f} ms  amons/query {row['amons_per_query']:6.1f}{extra}"
+        f"p95 {row['p95_ms']:8.2f} ms  cpu median {row['cpu_median_ms']:8.2f} ms  "
+        f"amons/query {row['amons_per_query']:6.1f}{extra}"
     )
 
 

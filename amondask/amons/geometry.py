@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 from rdkit import Chem
-from rdkit.Chem import rdForceFieldHelpers, rdMolTransforms
+from rdkit.Chem import rdForceFieldHelpers
 
 from amondask.chem.molecule import Molecule
 
@@ -105,29 +105,46 @@ def coulomb_distance(spectrum_a: np.ndarray, spectrum_b: np.ndarray) -> float:
     return float(np.linalg.norm(spectrum_a - spectrum_b) / np.linalg.norm(spectrum_a))
 
 
-def _dihedrals(mol: Chem.Mol) -> list[tuple[int, int, int, int]]:
-    """All proper dihedrals i-j-k-l over bonds j-k (each once)."""
-    out = []
-    for bond in mol.GetBonds():
-        j, k = bond.GetBeginAtomIdx(), bond.GetEndAtomIdx()
-        for first in mol.GetAtomWithIdx(j).GetNeighbors():
-            i = first.GetIdx()
-            if i == k:
-                continue
-            for last in mol.GetAtomWithIdx(k).GetNeighbors():
-                l = last.GetIdx()
-                if l in (j, i):
-                    continue
-                out.append((i, j, k, l))
-    return out
+def heavy_dihedrals(molecule: Molecule) -> np.ndarray:
+    """(n, 4) atom indices i-j-k-l of all proper dihedrals of four heavy atoms (each once)."""
+    heavy = molecule.numbers > 1
+    neighbours: dict[int, list[int]] = {}
+    pairs = []
+    for i, j, _ in molecule.bonds.tolist():
+        if heavy[i] and heavy[j]:
+            neighbours.setdefault(i, []).append(j)
+            neighbours.setdefault(j, []).append(i)
+            pairs.append((i, j))
+    out = [
+        (i, j, k, l)
+        for j, k in pairs
+        for i in neighbours[j]
+        if i != k
+        for l in neighbours[k]
+        if l not in (i, j)
+    ]
+    return np.array(out, dtype=np.int64).reshape(-1, 4)
 
 
-def _well_defined(conf: Chem.Conformer, dihedral: tuple[int, int, int, int]) -> bool:
-    i, j, k, l = dihedral
-    return (
-        rdMolTransforms.GetAngleDeg(conf, i, j, k) < 175.0
-        and rdMolTransforms.GetAngleDeg(conf, j, k, l) < 175.0
+def bond_angles_degrees(positions: np.ndarray, triples: np.ndarray) -> np.ndarray:
+    """Angles i-j-k (degrees) for (n, 3) index rows."""
+    first = positions[triples[:, 0]] - positions[triples[:, 1]]
+    second = positions[triples[:, 2]] - positions[triples[:, 1]]
+    cosine = np.einsum("ij,ij->i", first, second) / (
+        np.linalg.norm(first, axis=1) * np.linalg.norm(second, axis=1)
     )
+    return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
+
+
+def dihedral_angles_degrees(positions: np.ndarray, quadruples: np.ndarray) -> np.ndarray:
+    """Dihedral angles i-j-k-l (degrees, -180..180) for (n, 4) index rows."""
+    p0, p1, p2, p3 = (positions[quadruples[:, c]] for c in range(4))
+    b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
+    n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
+    m1 = np.cross(n1, b1 / np.linalg.norm(b1, axis=1, keepdims=True))
+    x = np.einsum("ij,ij->i", n1, n2)
+    y = np.einsum("ij,ij->i", m1, n2)
+    return np.degrees(np.arctan2(-y, x))
 
 
 @dataclass(frozen=True)
@@ -165,23 +182,34 @@ def relax_amon(
         field.AddFixedPoint(index)
     field.Minimize(maxIts=max_iterations)
     conf = mol.GetConformer()
-    is_heavy = [atom.GetAtomicNum() > 1 for atom in mol.GetAtoms()]
-    dihedrals = [
-        d for d in _dihedrals(mol) if all(is_heavy[i] for i in d) and _well_defined(conf, d)
-    ]
-    before = np.array([rdMolTransforms.GetDihedralDeg(conf, *d) for d in dihedrals])
+    dihedrals = heavy_dihedrals(molecule)
+    if len(dihedrals):
+        # dihedrals over a (nearly) linear angle are undefined: not held, not checked
+        positions = molecule.positions
+        straight = (bond_angles_degrees(positions, dihedrals[:, :3]) > 175.0) | (
+            bond_angles_degrees(positions, dihedrals[:, 1:]) > 175.0
+        )
+        dihedrals = dihedrals[~straight]
+    before = dihedral_angles_degrees(molecule.positions, dihedrals)
     field = rdForceFieldHelpers.MMFFGetMoleculeForceField(mol, properties)
-    for d in dihedrals:
+    for i, j, k, l in dihedrals.tolist():
         field.MMFFAddTorsionConstraint(
-            *d, True, -torsion_window_degrees, torsion_window_degrees, _TORSION_FORCE_CONSTANT
+            i,
+            j,
+            k,
+            l,
+            True,
+            -torsion_window_degrees,
+            torsion_window_degrees,
+            _TORSION_FORCE_CONSTANT,
         )
     field.Minimize(maxIts=max_iterations)
-    after = np.array([rdMolTransforms.GetDihedralDeg(conf, *d) for d in dihedrals])
+    positions = np.asarray(conf.GetPositions(), dtype=np.float64)
+    after = dihedral_angles_degrees(positions, dihedrals)
     change = 0.0
     if len(dihedrals):
         delta = np.abs((after - before + 180.0) % 360.0 - 180.0)
         change = float(delta.max())
-    positions = np.asarray(conf.GetPositions(), dtype=np.float64)
     accepted = change <= torsion_tolerance_degrees
     message = "" if accepted else f"dihedrals moved by up to {change:.1f} degrees under MMFF94"
     return Relaxation(positions, accepted, change, message)
