@@ -157,3 +157,37 @@ def test_graph_only_query_is_embedded():
     again = extract_amons("OCC#N", 3, seed=11)
     for a, b in zip(amons, again, strict=True):
         np.testing.assert_allclose(a.molecule.positions, b.molecule.positions)
+
+
+def test_dihedrals_match_rdkit(query):
+    from amondask.amons.geometry import dihedral_angles_degrees, heavy_dihedrals
+
+    dihedrals = heavy_dihedrals(query)
+    assert len(dihedrals) > 5
+    conf = query.rdkit_mol.GetConformer()
+    expected = [rdMolTransforms.GetDihedralDeg(conf, *map(int, d)) for d in dihedrals]
+    np.testing.assert_allclose(
+        dihedral_angles_degrees(query.positions, dihedrals), expected, atol=1e-9
+    )
+
+
+def test_coulomb_matrix_matches_qmllib(query):
+    """qmllib works in the coordinates' own unit (angstrom); ours in bohr."""
+    from qmllib.representations import generate_coulomb_matrix
+
+    from amondask.amons.geometry import coulomb_matrix
+
+    ours = coulomb_matrix(query.numbers, query.positions)
+    packed = generate_coulomb_matrix(
+        query.numbers, query.positions, size=query.n_atoms, sorting="unsorted"
+    )
+    reference = np.zeros_like(ours)
+    reference[np.tril_indices(query.n_atoms)] = packed
+    reference = reference + np.tril(reference, -1).T
+    off_diagonal = ~np.eye(query.n_atoms, dtype=bool)
+    np.testing.assert_allclose(np.diag(ours), np.diag(reference), rtol=1e-12)
+    # Z_i Z_j / r_bohr = Z_i Z_j / (r_angstrom / 0.529...) = 0.529... * qmllib's value
+    bohr_in_angstrom = 0.52917721092
+    np.testing.assert_allclose(
+        ours[off_diagonal], reference[off_diagonal] * bohr_in_angstrom, rtol=1e-9
+    )

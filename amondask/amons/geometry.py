@@ -136,12 +136,23 @@ def bond_angles_degrees(positions: np.ndarray, triples: np.ndarray) -> np.ndarra
     return np.degrees(np.arccos(np.clip(cosine, -1.0, 1.0)))
 
 
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Row-wise cross product of (n, 3) arrays (np.cross has a large per-call overhead)."""
+    return np.column_stack(
+        (
+            a[:, 1] * b[:, 2] - a[:, 2] * b[:, 1],
+            a[:, 2] * b[:, 0] - a[:, 0] * b[:, 2],
+            a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0],
+        )
+    )
+
+
 def dihedral_angles_degrees(positions: np.ndarray, quadruples: np.ndarray) -> np.ndarray:
     """Dihedral angles i-j-k-l (degrees, -180..180) for (n, 4) index rows."""
     p0, p1, p2, p3 = (positions[quadruples[:, c]] for c in range(4))
     b0, b1, b2 = p1 - p0, p2 - p1, p3 - p2
-    n1, n2 = np.cross(b0, b1), np.cross(b1, b2)
-    m1 = np.cross(n1, b1 / np.linalg.norm(b1, axis=1, keepdims=True))
+    n1, n2 = _cross(b0, b1), _cross(b1, b2)
+    m1 = _cross(n1, b1 / np.linalg.norm(b1, axis=1, keepdims=True))
     x = np.einsum("ij,ij->i", n1, n2)
     y = np.einsum("ij,ij->i", m1, n2)
     return np.degrees(np.arctan2(-y, x))
