@@ -24,7 +24,7 @@ import csv
 import gzip
 import io
 import shlex
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
@@ -49,6 +49,7 @@ from amondask.errors import (
 
 OnError = Literal["record", "raise"]
 Item = Molecule | ErrorRecord
+Converter = Callable[["RawRecord"], Molecule]
 
 FORMATS = {
     ".smi": "smiles",
@@ -86,7 +87,7 @@ class ReadResult:
 
 # ---- record sources -----------------------------------------------------------------------------
 @dataclass(frozen=True)
-class _RawRecord:
+class RawRecord:
     """One record before chemistry: an id, where it came from, and a parse function."""
 
     record_id: str
@@ -127,7 +128,7 @@ def _decode(raw: bytes, where: str) -> tuple[str, str | None]:
         )
 
 
-def _smiles_lines(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+def _smiles_lines(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
     for line_number, raw in enumerate(handle, start=1):
         text, problem = _decode(raw, f"line {line_number}")
         text = text.strip()
@@ -137,7 +138,7 @@ def _smiles_lines(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
         if line_number == 1 and fields[0].lower() == "smiles":
             continue  # a header line
         record_id = fields[1].strip() if len(fields) > 1 else f"L{line_number}"
-        yield _RawRecord(record_id, f"{name}:{line_number}", fields[0], problem=problem)
+        yield RawRecord(record_id, f"{name}:{line_number}", fields[0], problem=problem)
 
 
 def _find_column(columns: Sequence[str], wanted: str | None, candidates: Sequence[str]) -> str:
@@ -156,7 +157,7 @@ def _find_column(columns: Sequence[str], wanted: str | None, candidates: Sequenc
 
 def _csv_rows(
     handle: IO[bytes], name: str, smiles_column: str | None, id_column: str | None
-) -> Iterator[_RawRecord]:
+) -> Iterator[RawRecord]:
     text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
     sample = text.readline()
     if not sample.strip():
@@ -202,7 +203,7 @@ def _csv_rows(
             for k, column in enumerate(header)
             if k not in (smiles_index, id_index) and column
         }
-        yield _RawRecord(
+        yield RawRecord(
             record_id,
             f"{name}:{line_number}",
             cells[smiles_index].strip(),
@@ -233,13 +234,13 @@ def _parse_sd_properties(lines: list[str]) -> dict[str, str]:
     return properties
 
 
-def _sdf_records(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+def _sdf_records(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
     block: list[str] = []
     start_line = 1
     problem: str | None = None
     record_number = 0
 
-    def emit() -> _RawRecord:
+    def emit() -> RawRecord:
         nonlocal record_number
         record_number += 1
         title = block[0].strip() if block else ""
@@ -253,7 +254,7 @@ def _sdf_records(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
                 f"record {record_number} has no 'M  END' line (truncated or not a molfile); "
                 "re-export the structure"
             )
-        return _RawRecord(
+        return RawRecord(
             record_id,
             f"{name}:{start_line}",
             mol_block,
@@ -312,7 +313,7 @@ def _xyz_columns(info: dict[str, str]) -> tuple[int, int]:
     return species, position
 
 
-def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
+def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
     lines = enumerate(handle, start=1)
     frame_number = 0
     pending: tuple[int, bytes] | None = None  # a frame header found while skipping junk
@@ -330,7 +331,7 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
         frame_number += 1
         location = f"{name}:{line_number}"
         if not text.strip().isdigit():
-            yield _RawRecord(
+            yield RawRecord(
                 f"F{frame_number}",
                 location,
                 None,
@@ -362,13 +363,13 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[_RawRecord]:
         metadata = dict(info)
         if not info and comment.strip():
             metadata["comment"] = comment.strip()
-        yield _RawRecord(
+        yield RawRecord(
             record_id, location, (atom_lines, info), metadata=metadata, problem=problem
         )
 
 
 # ---- record -> Molecule ------------------------------------------------------------------------
-def _molecule_from_smiles(record: _RawRecord) -> Molecule:
+def _molecule_from_smiles(record: RawRecord) -> Molecule:
     smiles = record.payload
     if not smiles:
         raise ParseError("empty SMILES field; fill it in or remove the record")
@@ -383,7 +384,7 @@ def _molecule_from_smiles(record: _RawRecord) -> Molecule:
     return molecule_from_parsed(mol, record.record_id, metadata=metadata)
 
 
-def _molecule_from_molblock(record: _RawRecord) -> Molecule:
+def _molecule_from_molblock(record: RawRecord) -> Molecule:
     mol = Chem.MolFromMolBlock(record.payload, sanitize=False, removeHs=False, strictParsing=True)
     if mol is None:
         raise ParseError(
@@ -396,7 +397,7 @@ def _molecule_from_molblock(record: _RawRecord) -> Molecule:
     return molecule_from_parsed(mol, record.record_id, metadata=record.metadata)
 
 
-def _molecule_from_xyz(record: _RawRecord) -> Molecule:
+def _molecule_from_xyz(record: RawRecord) -> Molecule:
     atom_lines, info = record.payload
     try:
         species_column, position_column = _xyz_columns(info)
@@ -454,20 +455,20 @@ _CONVERTERS = {
 }
 
 
-def _records_of_sequence(items: Sequence[Any]) -> Iterator[tuple[_RawRecord, str]]:
+def _records_of_sequence(items: Sequence[Any]) -> Iterator[tuple[RawRecord, str]]:
     for index, item in enumerate(items):
         if isinstance(item, Molecule):
-            yield _RawRecord(item.id or str(index), f"item {index}", item), "molecule"
+            yield RawRecord(item.id or str(index), f"item {index}", item), "molecule"
         elif isinstance(item, Chem.Mol):
             name = item.GetProp("_Name") if item.HasProp("_Name") else ""
-            yield _RawRecord(name or str(index), f"item {index}", item), "rdkit"
+            yield RawRecord(name or str(index), f"item {index}", item), "rdkit"
         elif isinstance(item, tuple) and len(item) == 2:
-            yield _RawRecord(str(item[1]), f"item {index}", str(item[0])), "smiles"
+            yield RawRecord(str(item[1]), f"item {index}", str(item[0])), "smiles"
         elif isinstance(item, str):
-            yield _RawRecord(str(index), f"item {index}", item.strip()), "smiles"
+            yield RawRecord(str(index), f"item {index}", item.strip()), "smiles"
         else:
             yield (
-                _RawRecord(
+                RawRecord(
                     str(index),
                     f"item {index}",
                     None,
@@ -478,11 +479,11 @@ def _records_of_sequence(items: Sequence[Any]) -> Iterator[tuple[_RawRecord, str
             )
 
 
-def _molecule_from_rdkit_item(record: _RawRecord) -> Molecule:
+def _molecule_from_rdkit_item(record: RawRecord) -> Molecule:
     return molecule_from_parsed(Chem.Mol(record.payload), record.record_id)
 
 
-def _molecule_item(record: _RawRecord) -> Molecule:
+def _molecule_item(record: RawRecord) -> Molecule:
     return record.payload
 
 
@@ -491,7 +492,7 @@ def _record_stream(
     format: str | None,
     smiles_column: str | None,
     id_column: str | None,
-) -> Iterator[tuple[_RawRecord, Any]]:
+) -> Iterator[tuple[RawRecord, Any]]:
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.exists():
@@ -555,28 +556,50 @@ def iter_molecules(
         raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
     seen_ids: dict[str, str] = {}
     for record, converter in _record_stream(source, format, smiles_column, id_column):
-        item = _convert(record, converter, seen_ids, geometry, seed)
+        item = duplicate_error(record, seen_ids) or convert_record(
+            record, converter, geometry=geometry, seed=seed
+        )
         if isinstance(item, ErrorRecord) and on_error == "raise":
             raise item.to_exception()
         yield item
 
 
-def _convert(
-    record: _RawRecord,
-    converter: Any,
-    seen_ids: dict[str, str],
-    geometry: bool,
-    seed: int | None,
+def raw_records(
+    source: Any,
+    *,
+    format: str | None = None,
+    smiles_column: str | None = None,
+    id_column: str | None = None,
+) -> Iterator[tuple[RawRecord, Converter]]:
+    """The records of ``source`` before chemistry, with the function that converts each.
+
+    Splitting a file into records is cheap and sequential; :func:`convert_record` (parsing,
+    validation, 3D embedding) is the costly part and can run on Dask workers.
+    """
+    return _record_stream(source, format, smiles_column, id_column)
+
+
+def duplicate_error(record: RawRecord, seen_ids: dict[str, str]) -> ErrorRecord | None:
+    """An error row if ``record``'s id was seen before in this input; records it otherwise."""
+    if record.record_id in seen_ids:
+        exc = DuplicateIdError(
+            f"id {record.record_id!r} was already used by the record at "
+            f"{seen_ids[record.record_id]}; ids must be unique: fix the input or drop the "
+            "id field to number records automatically"
+        )
+        return ErrorRecord.from_exception(
+            exc, record_id=record.record_id, stage="read", location=record.location
+        )
+    seen_ids[record.record_id] = record.location
+    return None
+
+
+def convert_record(
+    record: RawRecord, converter: Converter, *, geometry: bool = False, seed: int | None = None
 ) -> Item:
+    """Parse and validate one record (and embed it in 3D when ``geometry``); never raises."""
     stage = "read"
     try:
-        if record.record_id in seen_ids:
-            raise DuplicateIdError(
-                f"id {record.record_id!r} was already used by the record at "
-                f"{seen_ids[record.record_id]}; ids must be unique: fix the input or drop the "
-                "id field to number records automatically"
-            )
-        seen_ids[record.record_id] = record.location
         if record.problem:
             raise ParseError(record.problem)
         molecule = converter(record)

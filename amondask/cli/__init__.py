@@ -16,6 +16,7 @@ from amondask.errors import AmondaskError
 COMMAND_MODULES = [
     "amondask.cli.read",
     "amondask.cli.info",
+    "amondask.cli.extract",
     "amondask.cli.amons",
 ]
 

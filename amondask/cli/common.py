@@ -25,3 +25,19 @@ def add_progress_argument(parser: argparse.ArgumentParser) -> None:
 def print_json(data: Any) -> None:
     json.dump(data, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--scheduler",
+        metavar="ADDR",
+        help="attach to a running Dask scheduler (tcp://host:8786) or a scheduler file",
+    )
+    group.add_argument(
+        "--workers",
+        type=int,
+        metavar="N",
+        help="worker processes of the embedded LocalCluster (default: one per core; "
+        "0 runs in this process without Dask)",
+    )

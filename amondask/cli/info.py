@@ -54,6 +54,17 @@ def format_summary(summary: dict) -> str:
         )
     else:
         lines.append("queries     none")
+    amons = summary.get("amons")
+    if amons:
+        by_size = ", ".join(f"N_I={k}: {v}" for k, v in sorted(amons["amons_by_n_heavy"].items()))
+        lines.append(
+            f"amons       {amons['amons']} distinct ({by_size}); {amons['conformers']} conformers"
+        )
+        lines.append(
+            f"            {amons['queries_extracted']} queries extracted, "
+            f"{amons['mean_amons_per_query']:.1f} amons per query, "
+            f"reuse factor {amons['reuse_factor']:.2f}"
+        )
     errors = summary.get("errors")
     if errors and errors["total"]:
         by_stage = ", ".join(f"{k}: {v}" for k, v in errors["by_stage"].items())

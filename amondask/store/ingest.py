@@ -8,14 +8,24 @@ their record id, stage and a message; re-reading the same input changes nothing.
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
-from amondask.chem.readers import iter_batches
+from amondask.chem.readers import (
+    Converter,
+    Item,
+    RawRecord,
+    ReadResult,
+    convert_record,
+    duplicate_error,
+    raw_records,
+)
+from amondask.errors import ErrorRecord
 from amondask.store.workspace import Workspace
 
 
@@ -53,6 +63,71 @@ def _reason(error_type: str, message: str) -> str:
     return f"{error_type}: {head.strip()[:90]}"
 
 
+def _convert_batch(
+    records: list[tuple[RawRecord, Converter]], geometry: bool, seed: int | None
+) -> list[Item]:
+    """Parse, validate and embed a batch of records (runs on a Dask worker)."""
+    return [
+        convert_record(record, converter, geometry=geometry, seed=seed)
+        for record, converter in records
+    ]
+
+
+def _raw_batches(
+    source: Any, batch_size: int, seen_ids: dict[str, str], **read_options: Any
+) -> Iterator[tuple[list[tuple[RawRecord, Converter]], list[ErrorRecord]]]:
+    """Batches of raw records, with the duplicate-id errors found while splitting them."""
+    batch: list[tuple[RawRecord, Converter]] = []
+    duplicates: list[ErrorRecord] = []
+    for record, converter in raw_records(source, **read_options):
+        error = duplicate_error(record, seen_ids)
+        if error is not None:
+            duplicates.append(error)
+        else:
+            batch.append((record, converter))
+        if len(batch) + len(duplicates) >= batch_size:
+            yield batch, duplicates
+            batch, duplicates = [], []
+    if batch or duplicates:
+        yield batch, duplicates
+
+
+def _converted_batches(
+    source: Any,
+    batch_size: int,
+    geometry: bool,
+    seed: int | None,
+    client: Any,
+    **read_options: Any,
+) -> Iterator[ReadResult]:
+    """ReadResults in input order; conversion runs on ``client``'s workers when given."""
+    seen_ids: dict[str, str] = {}
+    batches = _raw_batches(source, batch_size, seen_ids, **read_options)
+    if client is None:
+        for records, duplicates in batches:
+            yield _result(_convert_batch(records, geometry, seed), duplicates)
+        return
+    window = 2 * max(1, len(client.scheduler_info().get("workers", {})))
+    pending: deque = deque()
+    for records, duplicates in batches:
+        future = client.submit(_convert_batch, records, geometry, seed, pure=False)
+        pending.append((future, duplicates))
+        if len(pending) >= window:
+            future, duplicates = pending.popleft()
+            yield _result(future.result(), duplicates)
+    while pending:
+        future, duplicates = pending.popleft()
+        yield _result(future.result(), duplicates)
+
+
+def _result(items: list[Item], duplicates: list[ErrorRecord]) -> ReadResult:
+    result = ReadResult()
+    for item in items:
+        result.add(item)
+    result.errors.extend(duplicates)
+    return result
+
+
 def read_into_workspace(
     source: Any,
     workspace: Workspace,
@@ -60,18 +135,24 @@ def read_into_workspace(
     geometry: bool = True,
     batch_size: int = 500,
     progress: bool = True,
+    client: Any = None,
+    seed: int | None = None,
     **read_options: Any,
 ) -> IngestReport:
     """Read ``source`` (a file or a list of SMILES/Molecules) into ``workspace.queries``.
 
-    Returns an IngestReport. ``read_options`` go to :func:`amondask.chem.iter_molecules`
-    (``format``, ``smiles_column``, ``id_column``, ``seed``).
+    The file is split into records on the client, streaming; parsing, validation and 3D
+    embedding run in batches on ``client``'s Dask workers when a client is given (at most two
+    batches per worker in flight), else here. Rows are appended in input order. Returns an
+    IngestReport. ``read_options`` go to :func:`amondask.chem.readers.raw_records`
+    (``format``, ``smiles_column``, ``id_column``).
     """
     name = str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
     report = IngestReport(source=name)
     bar = tqdm(desc="reading", unit="mol", disable=not progress, leave=False)
     try:
-        for batch in iter_batches(source, batch_size, geometry=geometry, **read_options):
+        batches = _converted_batches(source, batch_size, geometry, seed, client, **read_options)
+        for batch in batches:
             added, present, duplicate_errors = workspace.add_queries(batch.molecules, source=name)
             workspace.add_errors(batch.errors, source=name)
             report.n_records += batch.n_records

@@ -95,6 +95,12 @@ class Table:
             self._write_rows(name, start, _as_array(values, self.group[name]))
         return self._commit(start + lengths.pop())
 
+    def truncate(self, n_rows: int) -> None:
+        """Roll the table back to its first ``n_rows`` rows (later rows become uncommitted)."""
+        if n_rows > self.n_rows:
+            raise ValueError(f"cannot truncate a table of {self.n_rows} rows to {n_rows}")
+        self._commit(n_rows)
+
     def _commit(self, n_rows: int) -> int:
         self.group.attrs[N_ROWS_ATTR] = int(n_rows)
         return n_rows
@@ -222,17 +228,21 @@ class RaggedMoleculeTable(Table):
         self._write_rows("bonds", bond_start, bonds)
         self._write_rows("offsets", n + 1, atom_start + np.cumsum(n_atoms))
         self._write_rows("bond_offsets", n + 1, bond_start + np.cumsum(n_bonds))
-        rows: dict[str, Any] = {
-            "id": [m.id for m in molecules],
-            "key": [m.key for m in molecules],
-            "smiles": [m.smiles for m in molecules],
-            "coordinates": [
+        defaults = {
+            "id": lambda: [m.id for m in molecules],
+            "key": lambda: [m.key for m in molecules],
+            "smiles": lambda: [m.smiles for m in molecules],
+            "coordinates": lambda: [
                 str(m.metadata.get("coordinates", "input" if m.has_positions else "none"))
                 for m in molecules
             ],
-            "metadata": [
+            "metadata": lambda: [
                 json.dumps(dict(m.metadata), sort_keys=True, default=str) for m in molecules
             ],
+        }
+        # Values given in ``extra`` win; the defaults (key and smiles need RDKit) are lazy.
+        rows: dict[str, Any] = {
+            name: make() for name, make in defaults.items() if name not in extra
         }
         rows.update(extra)
         missing = set(self._row_columns()) - set(rows)

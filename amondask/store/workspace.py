@@ -65,6 +65,9 @@ class Workspace:
             raise ValueError(f"mode must be 'r', 'a' or 'w', not {mode!r}")
         self.location = _describe(store)
         self.mode = mode
+        #: What opens this workspace again (a path string, URL or store object): tasks on Dask
+        #: workers reopen the workspace from it.
+        self.spec = str(store) if isinstance(store, Path) else store
         if isinstance(store, Path):
             store = str(store)
         if isinstance(store, str) and "://" not in store:
@@ -189,6 +192,13 @@ class Workspace:
             return Table.create(self.root, "errors", ERROR_COLUMNS, self.chunk_rows)
         return Table(self.root["errors"])
 
+    @property
+    def amons(self) -> Any:
+        """The global amon store (:class:`amondask.store.amons.AmonStore`)."""
+        from amondask.store.amons import AmonStore
+
+        return AmonStore(self)
+
     def has(self, name: str) -> bool:
         return name in self.root
 
@@ -306,6 +316,8 @@ class Workspace:
                 "atoms": queries.n_atoms,
                 "with_input_coordinates": sum(c == "input" for c in coordinates),
             }
+        if self.has("amons"):
+            info["amons"] = self.amons.summary()
         if self.has("errors"):
             frame = self.errors.to_pandas()
             info["errors"] = {

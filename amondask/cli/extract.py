@@ -1,0 +1,64 @@
+"""``amondask extract``: amons of every query, merged into the workspace's amon store."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from amondask.cli.common import add_cluster_arguments, add_progress_argument, add_workspace_argument
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "extract",
+        help="extract the amons of the queries into the workspace's amon store",
+        description=(
+            "Read QUERIES (if given) into the workspace, then extract every query's amons on a "
+            "Dask cluster and merge them into the global, deduplicated amon store (amons/, "
+            "query_amons/). Only queries not yet extracted are processed: re-running resumes an "
+            "interrupted run or does nothing."
+        ),
+    )
+    parser.add_argument("queries", nargs="*", metavar="QUERIES", help="molecule file(s) to add")
+    add_workspace_argument(parser)
+    parser.add_argument("--max-heavy-atoms", "-k", type=int, help="amon size N_I (default: 7)")
+    parser.add_argument(
+        "--rules", choices=["paper", "plain"], help="amon rule set (default: paper)"
+    )
+    parser.add_argument("--partition-size", type=int, help="queries per task")
+    add_cluster_arguments(parser)
+    add_progress_argument(parser)
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import contextlib
+
+    from amondask.cluster import get_client
+    from amondask.pipeline.extract import extract_workspace
+    from amondask.pipeline.tasks import SERIAL
+    from amondask.store import Workspace
+    from amondask.store.ingest import read_into_workspace
+
+    workspace = Workspace(args.workspace)
+    show = not args.no_progress and sys.stderr.isatty()
+    if args.workers == 0:
+        cluster = contextlib.nullcontext(SERIAL)
+    else:
+        cluster = get_client(scheduler=args.scheduler, n_workers=args.workers)
+    with cluster as client:
+        for source in args.queries:
+            reading = read_into_workspace(
+                source, workspace, progress=show, client=None if client is SERIAL else client
+            )
+            print(reading.format())
+        report = extract_workspace(
+            workspace,
+            max_heavy_atoms=args.max_heavy_atoms,
+            rules=args.rules,
+            client=client,
+            partition_size=args.partition_size,
+            progress=show,
+        )
+    print(report.format())
+    return 0

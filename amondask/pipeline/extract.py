@@ -1,0 +1,720 @@
+"""The extraction stage: every query's amons, merged into the workspace's global amon store.
+
+Algorithm (a two-phase merge by hash buckets; the client never holds the amons):
+
+1. **parts** (one task per partition of query rows): extract the amons of each query
+   (:func:`amondask.amons.extract_amons`) and write the occurrences and 3D conformers to a staging
+   subgroup, sorted by (bucket, key, query), where ``bucket = crc32(key) mod B``.
+2. **buckets** (one task per bucket): read the bucket's slice of every part, deduplicate keys
+   against the store and each other (first query wins), deduplicate conformers against the stored
+   conformers of the same amon and each other (relative Coulomb-spectrum distance above
+   ``amondask.amons.conformer-threshold`` makes a new conformer, as the authors do), and write the
+   new amons sorted by (first query, n_heavy, key).
+3. **ids** (client, streaming): a k-way merge of the buckets' sorted new amons gives every new
+   amon its id, in the order (first query, n_heavy, key), after the existing ids; conformers the
+   same way. The client reads and appends a bounded number of rows at a time.
+4. **links** (one task per bucket): query -> amon counts and query -> conformer pairs, final ids.
+5. **commit** (client, streaming): the merged links are appended to ``query_amons/`` and
+   ``query_conformers/``, error rows to ``errors/``, and ``extracted_queries`` moves on.
+
+The ids depend only on the queries and their order, not on partitions, buckets or workers. Every
+step's output is marked complete when written, and the tables the client appends to are rolled
+back to their recorded length before it appends, so a run killed at any point resumes to the
+same store. Appending queries and re-running extracts only the new ones; amons already in the
+store keep their ids.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zlib
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from amondask import config
+from amondask.errors import AmondaskError, ErrorRecord
+from amondask.pipeline.staging import (
+    delete_group,
+    fresh_group,
+    is_complete,
+    mark_complete,
+    merged_rows,
+    read_column,
+    write_columns,
+)
+from amondask.pipeline.tasks import SERIAL, run_tasks
+from amondask.store.amons import AmonStore
+from amondask.store.table import Column, RaggedMoleculeTable
+from amondask.store.workspace import Workspace
+
+STAGING = "staging_extract"
+APPEND_BATCH = 20_000
+
+
+def bucket_of(key: str, n_buckets: int) -> int:
+    """The merge bucket of an amon key: a stable hash, the same in every process."""
+    return zlib.crc32(key.encode("utf-8")) % n_buckets
+
+
+@dataclass
+class ExtractReport:
+    """What an extraction did."""
+
+    queries_extracted: int = 0
+    new_amons: int = 0
+    new_conformers: int = 0
+    errors: int = 0
+    partitions: int = 0
+    buckets: int = 0
+    store: dict[str, Any] = field(default_factory=dict)
+
+    def format(self) -> str:
+        store = self.store
+        lines = [
+            f"extracted {self.queries_extracted} queries in {self.partitions} partitions: "
+            f"{self.new_amons} new amons, {self.new_conformers} new conformers, "
+            f"{self.errors} failed queries",
+        ]
+        if store:
+            by_size = ", ".join(f"{k}: {v}" for k, v in sorted(store["amons_by_n_heavy"].items()))
+            lines.append(
+                f"store: {store['amons']} amons ({by_size}), {store['conformers']} conformers, "
+                f"{store['mean_amons_per_query']:.1f} amons per query, "
+                f"reuse factor {store['reuse_factor']:.1f}"
+            )
+        return "\n".join(lines)
+
+
+# ---- step 1: parts ---------------------------------------------------------------------------
+PART_CONFORMER_COLUMNS = {"query": Column("int64"), "local": Column("int32")}
+
+
+def _extract_part(
+    spec: Any, start: int, stop: int, max_heavy_atoms: int, rules: str, n_buckets: int
+) -> dict[str, int]:
+    """Extract the amons of queries [start, stop) into the staging part ``p<start>``."""
+    from amondask.amons import extract_amons
+
+    workspace = Workspace(spec)
+    parts = workspace.root[STAGING]["parts"]
+    name = f"p{start:012d}"
+    if is_complete(parts, name):
+        return dict(parts[name].attrs)
+    rows: list[tuple] = []  # (bucket, key, query, smiles, n_heavy, count, conformers)
+    errors: list[ErrorRecord] = []
+    for query, molecule in enumerate(workspace.queries.iter_molecules(start, stop), start=start):
+        try:
+            amons = extract_amons(molecule, max_heavy_atoms, rules=rules, geometry=True)
+        except AmondaskError as exc:
+            errors.append(ErrorRecord.from_exception(exc, record_id=molecule.id, stage="amons"))
+            continue
+        except Exception as exc:  # one query must not stop the partition
+            errors.append(
+                ErrorRecord(
+                    molecule.id,
+                    "amons",
+                    type(exc).__name__,
+                    f"unexpected error while extracting amons: {exc}; please report it",
+                )
+            )
+            continue
+        for amon in amons:
+            conformers = [c.molecule for c in amon.conformers if c.molecule.has_positions]
+            rows.append(
+                (
+                    bucket_of(amon.key, n_buckets),
+                    amon.key,
+                    query,
+                    amon.molecule.smiles,
+                    amon.n_heavy,
+                    amon.count,
+                    conformers,
+                )
+            )
+    rows.sort(key=lambda row: row[:3])
+    group = fresh_group(parts, name)
+    n_conformers = np.array([len(row[6]) for row in rows], dtype=np.int64)
+    conf_stop = np.cumsum(n_conformers)
+    chunk_rows = workspace.chunk_rows
+    write_columns(
+        group,
+        {
+            "bucket": np.array([r[0] for r in rows], dtype=np.int32),
+            "key": np.array([r[1] for r in rows], dtype=object),
+            "query": np.array([r[2] for r in rows], dtype=np.int64),
+            "smiles": np.array([r[3] for r in rows], dtype=object),
+            "n_heavy": np.array([r[4] for r in rows], dtype=np.int8),
+            "count": np.array([r[5] for r in rows], dtype=np.int32),
+            "conf_start": conf_stop - n_conformers,
+            "conf_stop": conf_stop,
+        },
+        chunk_rows,
+    )
+    conformers = RaggedMoleculeTable.create(group, "conformers", PART_CONFORMER_COLUMNS, chunk_rows)
+    molecules = [m for row in rows for m in row[6]]
+    conformers.append_molecules(
+        molecules,
+        extra={
+            "id": [r[1] for r in rows for _ in r[6]],
+            "key": [r[1] for r in rows for _ in r[6]],
+            "smiles": [r[3] for r in rows for _ in r[6]],
+            "coordinates": ["amon"] * len(molecules),
+            "metadata": ["{}"] * len(molecules),
+            "query": [r[2] for r in rows for _ in r[6]],
+            "local": [k for r in rows for k in range(len(r[6]))],
+        },
+    )
+    write_columns(group, _error_columns(errors), chunk_rows)
+    buckets = np.array([r[0] for r in rows], dtype=np.int64)
+    bucket_offsets = np.searchsorted(buckets, np.arange(n_buckets + 1)).tolist()
+    summary = {"occurrences": len(rows), "conformers": len(molecules), "errors": len(errors)}
+    mark_complete(group, bucket_offsets=bucket_offsets, **summary)
+    return summary
+
+
+def _error_columns(errors: Sequence[ErrorRecord]) -> dict[str, np.ndarray]:
+    return {
+        f"error_{name}": np.array([getattr(e, name) for e in errors], dtype=object)
+        for name in ("record_id", "stage", "error_type", "message", "location")
+    }
+
+
+# ---- step 2: buckets -------------------------------------------------------------------------
+NEW_CONFORMER_COLUMNS = {
+    "amon_ref": Column("int64"),
+    "first_query": Column("int64"),
+    "n_heavy": Column("int8"),
+    "local": Column("int32"),
+}
+
+
+def _existing_in_bucket(
+    workspace: Workspace, plan: dict, bucket: int
+) -> tuple[dict[str, int], dict[int, list[tuple[int, np.ndarray]]]]:
+    """Stored amons of this bucket (key -> id) and their conformers (id -> [(row, spectrum)])."""
+    from amondask.amons.geometry import coulomb_spectrum
+
+    n_amons, n_conformers = plan["rows_before"]["amons"], plan["rows_before"]["conformers"]
+    if not n_amons:
+        return {}, {}
+    store = AmonStore(workspace)
+    keys = store.amons.read_text("key", 0, n_amons)
+    ids = {key: k for k, key in enumerate(keys) if bucket_of(key, plan["buckets"]) == bucket}
+    conformer_amons = store.conformers.read("amon", 0, n_conformers)
+    wanted = np.isin(conformer_amons, np.fromiter(ids.values(), np.int64))
+    spectra: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    block = 50_000  # rows read at a time: memory stays bounded however large the store
+    for start in range(0, n_conformers, block):
+        stop = min(start + block, n_conformers)
+        if not wanted[start:stop].any():
+            continue
+        for row, molecule in enumerate(store.conformers.iter_molecules(start, stop), start):
+            if wanted[row]:
+                spectra[int(conformer_amons[row])].append(
+                    (row, coulomb_spectrum(molecule.numbers, molecule.positions))
+                )
+    return ids, spectra
+
+
+def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
+    """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``."""
+    from amondask.amons.geometry import coulomb_distance, coulomb_spectrum
+
+    workspace = Workspace(spec)
+    staging = workspace.root[STAGING]
+    plan = staging.attrs["plan"]
+    name = f"b{bucket:05d}"
+    if is_complete(staging["buckets"], name):
+        return dict(staging["buckets"][name].attrs)
+    threshold = float(config.get("amons.conformer-threshold"))
+    existing_ids, existing_spectra = _existing_in_bucket(workspace, plan, bucket)
+
+    # Occurrences and candidate conformers of this bucket, in query order (parts are ordered).
+    occurrences: list[tuple[str, int, str, int, int]] = []  # key, query, smiles, n_heavy, count
+    candidates: dict[str, list[tuple[int, int, Any]]] = defaultdict(
+        list
+    )  # key -> (query, local, m)
+    for part_name in plan["part_names"]:
+        part = staging["parts"][part_name]
+        lo, hi = part.attrs["bucket_offsets"][bucket : bucket + 2]
+        if hi == lo:
+            continue
+        keys = read_column(part, "key", lo, hi)
+        queries = read_column(part, "query", lo, hi)
+        smiles = read_column(part, "smiles", lo, hi)
+        n_heavy = read_column(part, "n_heavy", lo, hi)
+        counts = read_column(part, "count", lo, hi)
+        conf_lo = int(part["conf_start"][lo])
+        conf_hi = int(part["conf_stop"][hi - 1])
+        table = RaggedMoleculeTable(part["conformers"])
+        molecules = table.molecules(conf_lo, conf_hi)
+        conf_keys = table.read_text("key", conf_lo, conf_hi)
+        conf_queries = table.read("query", conf_lo, conf_hi)
+        conf_local = table.read("local", conf_lo, conf_hi)
+        for k in range(hi - lo):
+            occurrences.append(
+                (keys[k], int(queries[k]), smiles[k], int(n_heavy[k]), int(counts[k]))
+            )
+        for k, molecule in enumerate(molecules):
+            candidates[conf_keys[k]].append((int(conf_queries[k]), int(conf_local[k]), molecule))
+
+    # New amons: keys not in the store; the first query that has one defines its place.
+    n_heavy_of = {o[0]: o[3] for o in occurrences}
+    first: dict[str, tuple[int, int, str]] = {}
+    for key, query, smiles, n_heavy, _count in occurrences:
+        if key not in existing_ids and (key not in first or query < first[key][0]):
+            first[key] = (query, n_heavy, smiles)
+    new_keys = sorted(first, key=lambda key: (first[key][0], first[key][1], key))
+    new_index = {key: k for k, key in enumerate(new_keys)}
+
+    def amon_ref(key: str) -> int:
+        return existing_ids[key] if key in existing_ids else -1 - new_index[key]
+
+    # Conformers: keep those farther than the threshold from every kept one of the same amon.
+    new_conformers: list[tuple[tuple, int, int, Any]] = []  # (sort key, ref, first query, mol)
+    query_conformer_refs: set[tuple[int, int]] = set()
+    for key, entries in candidates.items():
+        entries.sort(key=lambda entry: entry[:2])
+        ref = amon_ref(key)
+        kept = [(row, s) for row, s in existing_spectra.get(ref, [])] if ref >= 0 else []
+        n_heavy = n_heavy_of[key]
+        for query, local, molecule in entries:
+            spectrum = coulomb_spectrum(molecule.numbers, molecule.positions)
+            match = next(
+                (row for row, s in kept if coulomb_distance(s, spectrum) <= threshold), None
+            )
+            if match is None:
+                match = -1 - len(new_conformers)
+                new_conformers.append(((query, n_heavy, key, local), ref, query, molecule))
+                kept.append((match, spectrum))
+            query_conformer_refs.add((query, match))
+    order = sorted(range(len(new_conformers)), key=lambda k: new_conformers[k][0])
+    position = {old: new for new, old in enumerate(order)}
+
+    group = fresh_group(staging["buckets"], name)
+    chunk_rows = workspace.chunk_rows
+    write_columns(
+        group,
+        {
+            "new_key": np.array(new_keys, dtype=object),
+            "new_smiles": np.array([first[k][2] for k in new_keys], dtype=object),
+            "new_n_heavy": np.array([first[k][1] for k in new_keys], dtype=np.int8),
+            "new_first_query": np.array([first[k][0] for k in new_keys], dtype=np.int64),
+            "link_query": np.array([o[1] for o in occurrences], dtype=np.int64),
+            "link_amon_ref": np.array([amon_ref(o[0]) for o in occurrences], dtype=np.int64),
+            "link_count": np.array([o[4] for o in occurrences], dtype=np.int32),
+            "qc_query": np.array([q for q, _ in sorted(query_conformer_refs)], dtype=np.int64),
+            "qc_conformer_ref": np.array(
+                [
+                    ref if ref >= 0 else -1 - position[-1 - ref]
+                    for _, ref in sorted(query_conformer_refs)
+                ],
+                dtype=np.int64,
+            ),
+        },
+        chunk_rows,
+    )
+    table = RaggedMoleculeTable.create(group, "new_conformers", NEW_CONFORMER_COLUMNS, chunk_rows)
+    ordered = [new_conformers[k] for k in order]
+    table.append_molecules(
+        [entry[3] for entry in ordered],
+        extra={
+            "id": [entry[0][2] for entry in ordered],
+            "key": [entry[0][2] for entry in ordered],
+            "smiles": [entry[0][2] for entry in ordered],
+            "coordinates": ["amon"] * len(ordered),
+            "metadata": ["{}"] * len(ordered),
+            "amon_ref": [entry[1] for entry in ordered],
+            "first_query": [entry[2] for entry in ordered],
+            "n_heavy": [entry[0][1] for entry in ordered],
+            "local": [entry[0][3] for entry in ordered],
+        },
+    )
+    summary = {"new_amons": len(new_keys), "new_conformers": len(ordered)}
+    mark_complete(group, **summary)
+    return summary
+
+
+# ---- step 3: ids (client) --------------------------------------------------------------------
+def _assign_ids(workspace: Workspace, store: AmonStore, plan: dict) -> None:
+    """Append new amons and conformers in their global order; record each bucket's new ids."""
+    staging = workspace.root[STAGING]
+    if staging.attrs.get("ids_done"):
+        return
+    store.amons.truncate(plan["rows_before"]["amons"])
+    store.conformers.truncate(plan["rows_before"]["conformers"])
+    groups = [staging["buckets"][f"b{b:05d}"] for b in range(plan["buckets"])]
+
+    # Amons, ordered by (first query, n_heavy, key).
+    lengths = [g["new_key"].shape[0] for g in groups]
+
+    def amon_keys(g):
+        def read(start, stop):
+            return list(
+                zip(
+                    read_column(g, "new_first_query", start, stop).tolist(),
+                    read_column(g, "new_n_heavy", start, stop).tolist(),
+                    read_column(g, "new_key", start, stop),
+                    read_column(g, "new_smiles", start, stop),
+                    strict=True,
+                )
+            )
+
+        return read
+
+    new_ids = [np.empty(n, dtype=np.int64) for n in lengths]
+    next_id = store.amons.n_rows
+    batch: dict[str, list] = defaultdict(list)
+    merged = merged_rows([amon_keys(g) for g in groups], lengths)
+    for bucket, row, (query, n_heavy, key, smiles) in merged:
+        new_ids[bucket][row] = next_id
+        next_id += 1
+        batch["key"].append(key)
+        batch["smiles"].append(smiles)
+        batch["n_heavy"].append(n_heavy)
+        batch["first_query"].append(query)
+        if len(batch["key"]) >= APPEND_BATCH:
+            store.amons.append(batch)
+            batch = defaultdict(list)
+    if batch:
+        store.amons.append(batch)
+    for group, ids in zip(groups, new_ids, strict=True):
+        if "new_amon_ids" in group:
+            del group["new_amon_ids"]
+        write_columns(group, {"new_amon_ids": ids}, workspace.chunk_rows)
+
+    # Conformers, ordered by (first query, n_heavy, key, local).
+    tables = [RaggedMoleculeTable(g["new_conformers"]) for g in groups]
+    conf_lengths = [t.n_rows for t in tables]
+
+    def conformer_keys(t):
+        def read(start, stop):
+            return list(
+                zip(
+                    t.read("first_query", start, stop).tolist(),
+                    t.read("n_heavy", start, stop).tolist(),
+                    t.read_text("key", start, stop),
+                    t.read("local", start, stop).tolist(),
+                    strict=True,
+                )
+            )
+
+        return read
+
+    conformer_ids = [np.empty(n, dtype=np.int64) for n in conf_lengths]
+    next_conformer = store.conformers.n_rows
+    pending: list[tuple[int, int]] = []
+
+    def flush(pending: list[tuple[int, int]]) -> None:
+        molecules, amons, first_queries, keys = [], [], [], []
+        by_bucket: dict[int, list[int]] = defaultdict(list)
+        for bucket, row in pending:
+            by_bucket[bucket].append(row)
+        fetched: dict[tuple[int, int], Any] = {}
+        for bucket, rows in by_bucket.items():
+            lo, hi = min(rows), max(rows) + 1  # merge order keeps each bucket's rows contiguous
+            table = tables[bucket]
+            refs = table.read("amon_ref", lo, hi)
+            queries = table.read("first_query", lo, hi)
+            for offset, molecule in enumerate(table.molecules(lo, hi)):
+                ref = int(refs[offset])
+                amon = ref if ref >= 0 else int(new_ids[bucket][-1 - ref])
+                fetched[(bucket, lo + offset)] = (molecule, amon, int(queries[offset]))
+        for bucket, row in pending:
+            molecule, amon, query = fetched[(bucket, row)]
+            molecules.append(molecule)
+            amons.append(amon)
+            first_queries.append(query)
+            keys.append(molecule.id)
+        store.conformers.append_molecules(
+            molecules,
+            extra={
+                "id": [f"{a}:{k}" for k, a in enumerate(amons, start=store.conformers.n_rows)],
+                "key": keys,
+                "smiles": keys,
+                "coordinates": ["amon"] * len(molecules),
+                "metadata": ["{}"] * len(molecules),
+                "amon": amons,
+                "first_query": first_queries,
+            },
+        )
+
+    for bucket, row, _ in merged_rows([conformer_keys(t) for t in tables], conf_lengths):
+        conformer_ids[bucket][row] = next_conformer
+        next_conformer += 1
+        pending.append((bucket, row))
+        if len(pending) >= APPEND_BATCH:
+            flush(pending)
+            pending = []
+    if pending:
+        flush(pending)
+    for group, ids in zip(groups, conformer_ids, strict=True):
+        if "new_conformer_ids" in group:
+            del group["new_conformer_ids"]
+        write_columns(group, {"new_conformer_ids": ids}, workspace.chunk_rows)
+    staging.attrs["ids_done"] = True
+
+
+# ---- step 4: links ---------------------------------------------------------------------------
+def _resolve_links(spec: Any, bucket: int) -> int:
+    """Query -> amon and query -> conformer rows of one bucket with final ids, sorted."""
+    workspace = Workspace(spec)
+    group = workspace.root[STAGING]["buckets"][f"b{bucket:05d}"]
+    if group.attrs.get("links_done"):
+        return int(group.attrs["links"])
+    new_amon_ids = group["new_amon_ids"][:]
+    new_conformer_ids = group["new_conformer_ids"][:]
+
+    def resolve(refs: np.ndarray, new_ids: np.ndarray) -> np.ndarray:
+        out = refs.copy()
+        negative = refs < 0
+        out[negative] = new_ids[-1 - refs[negative]]
+        return out
+
+    query = group["link_query"][:]
+    amon = resolve(group["link_amon_ref"][:], new_amon_ids)
+    count = group["link_count"][:]
+    order = np.lexsort((amon, query))
+    qc_query = group["qc_query"][:]
+    qc_conformer = resolve(group["qc_conformer_ref"][:], new_conformer_ids)
+    qc_order = np.lexsort((qc_conformer, qc_query))
+    for name in ("coo_query", "coo_amon", "coo_count", "qc_final_query", "qc_final_conformer"):
+        if name in group:
+            del group[name]
+    write_columns(
+        group,
+        {
+            "coo_query": query[order],
+            "coo_amon": amon[order],
+            "coo_count": count[order],
+            "qc_final_query": qc_query[qc_order],
+            "qc_final_conformer": qc_conformer[qc_order],
+        },
+        workspace.chunk_rows,
+    )
+    group.attrs.update({"links_done": True, "links": len(order)})
+    return len(order)
+
+
+# ---- step 5: commit (client) -----------------------------------------------------------------
+def _append_merged(table, groups: Sequence, columns: dict[str, str]) -> None:
+    """K-way merge the bucket groups' sorted link rows and append them to ``table``.
+
+    ``columns`` maps a group's array to the table's column, sort columns first; the rows of
+    each group are sorted by them and unique, so whole rows merge in the right order.
+    """
+    sources = list(columns)
+    lengths = [g[sources[0]].shape[0] for g in groups]
+
+    def rows(g):
+        def read(start, stop):
+            return list(zip(*(g[c][start:stop].tolist() for c in sources), strict=True))
+
+        return read
+
+    batch: list[tuple] = []
+    for _, _, row in merged_rows([rows(g) for g in groups], lengths):
+        batch.append(row)
+        if len(batch) >= APPEND_BATCH:
+            table.append(dict(zip(columns.values(), zip(*batch, strict=True), strict=True)))
+            batch = []
+    if batch:
+        table.append(dict(zip(columns.values(), zip(*batch, strict=True), strict=True)))
+
+
+def _commit(workspace: Workspace, store: AmonStore, plan: dict) -> None:
+    staging = workspace.root[STAGING]
+    store.query_amons.truncate(plan["rows_before"]["query_amons"])
+    store.query_conformers.truncate(plan["rows_before"]["query_conformers"])
+    groups = [staging["buckets"][f"b{b:05d}"] for b in range(plan["buckets"])]
+    _append_merged(
+        store.query_amons,
+        groups,
+        {"coo_query": "query", "coo_amon": "amon", "coo_count": "count"},
+    )
+    _append_merged(
+        store.query_conformers,
+        groups,
+        {"qc_final_query": "query", "qc_final_conformer": "conformer"},
+    )
+    for part_name in plan["part_names"]:
+        part = staging["parts"][part_name]
+        records = [
+            ErrorRecord(*(str(v) for v in values))
+            for values in zip(
+                *(
+                    read_column(part, f"error_{name}")
+                    for name in ("record_id", "stage", "error_type", "message", "location")
+                ),
+                strict=True,
+            )
+        ]
+        workspace.add_errors(records, source="extract")
+    store.set_extracted_queries(plan["query_stop"])
+    delete_group(workspace.root, STAGING)
+
+
+# ---- the stage -------------------------------------------------------------------------------
+def _plan(
+    workspace: Workspace,
+    store: AmonStore,
+    n_workers: int,
+    partition_size: int | None,
+    buckets: int | None,
+    max_heavy_atoms: int,
+    rules: str,
+) -> dict | None:
+    staging = workspace.root.get(STAGING)
+    if staging is not None and "plan" in staging.attrs:
+        return dict(staging.attrs["plan"])
+    start, stop = store.extracted_queries, workspace.queries.n_rows
+    if stop <= start:
+        return None
+    n = stop - start
+    partition_size = int(
+        config.get("extract.partition-size", partition_size)
+        or max(1, min(2000, math.ceil(n / (4 * max(1, n_workers)))))
+    )
+    n_parts = math.ceil(n / partition_size)
+    n_buckets = int(config.get("extract.buckets", buckets) or max(1, min(256, math.ceil(n / 5000))))
+    bounds = [
+        (start + k * partition_size, min(stop, start + (k + 1) * partition_size))
+        for k in range(n_parts)
+    ]
+    plan = {
+        "query_start": start,
+        "query_stop": stop,
+        "partitions": bounds,
+        "part_names": [f"p{a:012d}" for a, _ in bounds],
+        "buckets": n_buckets,
+        "max_heavy_atoms": max_heavy_atoms,
+        "rules": rules,
+        "rows_before": {
+            "amons": store.amons.n_rows,
+            "conformers": store.conformers.n_rows,
+            "query_amons": store.query_amons.n_rows,
+            "query_conformers": store.query_conformers.n_rows,
+        },
+    }
+    staging = workspace.root.require_group(STAGING)
+    staging.require_group("parts")
+    staging.require_group("buckets")
+    staging.attrs["plan"] = json.loads(json.dumps(plan))
+    return plan
+
+
+def extract_workspace(
+    workspace: Workspace,
+    *,
+    max_heavy_atoms: int | None = None,
+    rules: str | None = None,
+    client: Any = None,
+    partition_size: int | None = None,
+    buckets: int | None = None,
+    progress: bool = True,
+) -> ExtractReport:
+    """Extract the amons of every query of ``workspace`` not yet extracted (see module doc).
+
+    ``client``: a distributed Client, or :data:`~amondask.pipeline.tasks.SERIAL` to run in this
+    process. The workspace records ``max_heavy_atoms`` and ``rules`` as defining parameters.
+    """
+    max_heavy_atoms = int(config.get("max-heavy-atoms", max_heavy_atoms))
+    rules = str(config.get("amon-rules", rules))
+    workspace.require_parameters({"max_heavy_atoms": max_heavy_atoms, "amon_rules": rules})
+    store = AmonStore(workspace)
+    report = ExtractReport()
+    n_workers = 1
+    if client not in (None, SERIAL):
+        n_workers = len(client.scheduler_info().get("workers", {})) or 1
+    while True:
+        plan = _plan(workspace, store, n_workers, partition_size, buckets, max_heavy_atoms, rules)
+        if plan is None:
+            break
+        spec = workspace.spec
+        parts = run_tasks(
+            client,
+            _extract_part,
+            [(spec, a, b, max_heavy_atoms, rules, plan["buckets"]) for a, b in plan["partitions"]],
+            description="amons",
+            progress=progress,
+        )
+        merged = run_tasks(
+            client,
+            _merge_bucket,
+            [(spec, b) for b in range(plan["buckets"])],
+            description="merge",
+            progress=progress,
+        )
+        _assign_ids(workspace, store, plan)
+        run_tasks(
+            client,
+            _resolve_links,
+            [(spec, b) for b in range(plan["buckets"])],
+            description="links",
+            progress=progress,
+        )
+        _commit(workspace, store, plan)
+        report.queries_extracted += plan["query_stop"] - plan["query_start"]
+        report.partitions += len(plan["partitions"])
+        report.buckets = plan["buckets"]
+        report.errors += sum(p["errors"] for p in parts)
+        report.new_amons += sum(m["new_amons"] for m in merged)
+        report.new_conformers += sum(m["new_conformers"] for m in merged)
+    report.store = store.summary()
+    return report
+
+
+def extract(
+    queries: Any,
+    workspace: Workspace | str,
+    *,
+    max_heavy_atoms: int | None = None,
+    rules: str | None = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    partition_size: int | None = None,
+    buckets: int | None = None,
+    progress: bool = True,
+) -> ExtractReport:
+    """Read ``queries`` (a file, a list of SMILES/Molecules, or None for the workspace's own)
+    into ``workspace`` and extract every query's amons into its global amon store.
+
+    ``client=None`` starts the embedded LocalCluster (or attaches to ``scheduler``); a Client
+    is used as given; :data:`~amondask.pipeline.tasks.SERIAL` runs everything in this process.
+    Returns an ExtractReport; the store is in ``workspace`` (see :mod:`amondask.store.amons`).
+    """
+    from amondask.cluster import get_client
+    from amondask.store.ingest import read_into_workspace
+
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)
+    if client is SERIAL:
+        if queries is not None:
+            read_into_workspace(queries, workspace, progress=progress)
+        return extract_workspace(
+            workspace,
+            max_heavy_atoms=max_heavy_atoms,
+            rules=rules,
+            client=SERIAL,
+            partition_size=partition_size,
+            buckets=buckets,
+            progress=progress,
+        )
+    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+        if queries is not None:
+            read_into_workspace(queries, workspace, progress=progress, client=active)
+        return extract_workspace(
+            workspace,
+            max_heavy_atoms=max_heavy_atoms,
+            rules=rules,
+            client=active,
+            partition_size=partition_size,
+            buckets=buckets,
+            progress=progress,
+        )
