@@ -166,3 +166,7 @@ class MissingLabelError(LabelError):
 _RECORD_ERRORS.update(
     {cls.__name__: cls for cls in (LabelError, SCFConvergenceError, MissingLabelError)}
 )
+
+
+class MixedLevelsError(AmondaskError):
+    """Labels of different levels of theory were about to be combined in one model."""

@@ -10,7 +10,7 @@ from rdkit.Chem import rdDetermineBonds
 from amondask import config
 from amondask.chem import Molecule
 from amondask.chem.geometry import embed_molecule
-from amondask.errors import LabelerSetupError
+from amondask.errors import LabelerSetupError, MixedLevelsError
 from amondask.label import (
     Label,
     Labeler,
@@ -20,6 +20,7 @@ from amondask.label import (
     get_labeler,
     level_slug,
     perceive_bonds,
+    require_single_level,
     topology_changed,
 )
 
@@ -88,3 +89,15 @@ def test_stretched_bond_is_broken():
     assert comparison.broken == ((0, 1),) and comparison.formed == ()
     assert comparison.describe(ethane.symbols) == "broken C0-C1"
     assert not compare_topology(ethane, ethane.positions).changed
+
+
+def test_mixed_levels_are_refused_with_the_levels_named():
+    xtb = "GFN2-xTB | tblite 0.8.0 | geometry: input"
+    dft = "B3LYP/6-31G(2df,p) | pyscf 2.14.0 | geometry: input | grid level 3"
+    assert require_single_level([xtb, xtb]) == xtb
+    with pytest.raises(MixedLevelsError) as info:
+        require_single_level([xtb, dft, xtb])
+    assert "2 levels of theory" in str(info.value)
+    assert repr(xtb) in str(info.value) and repr(dft) in str(info.value)
+    with pytest.raises(MixedLevelsError, match="no labels"):
+        require_single_level([])

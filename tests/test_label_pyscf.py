@@ -38,8 +38,14 @@ def test_hf_and_b3lyp_sto3g_equal_pyscf_directly():
     assert abs(b3lyp.energy_hartree - expected_b3lyp) < 1e-8
 
 
-def test_relaxed_hf_water_has_small_gradient():
+def test_relaxed_hf_water_has_small_gradient(capfd):
+    import logging
+
+    root_handlers = list(logging.getLogger().handlers)
     label = PySCFLabeler("HF", "sto-3g", relax=True).label(WATER)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""  # geomeTRIC's banner and steps are silenced
+    assert logging.getLogger().handlers == root_handlers  # and the root logger given back
     assert label.status == "ok" and label.converged and label.n_steps >= 2
     energy, mean_field = pyscf_water(label.positions, "sto-3g")
     assert abs(label.energy_hartree - energy) < 1e-8

@@ -162,3 +162,9 @@ def test_level_of_theory_pins_program_version_and_protocol():
     assert relaxed.implemented_properties == ("energy", "positions")
     label = single_point.label(WATER)
     assert isinstance(label, Label) and label.level_of_theory == single_point.level_of_theory
+
+
+def test_labeling_prints_nothing(capfd, methane):
+    XTBLabeler(cache_size=0).label(methane)
+    out, err = capfd.readouterr()
+    assert out == "" and err == ""

@@ -14,6 +14,7 @@ from amondask.label.base import (
     Labeler,
     LevelOfTheory,
     level_slug,
+    require_single_level,
 )
 from amondask.label.batch import label_many
 from amondask.label.registry import available_labelers, get_labeler, register_labeler
@@ -37,6 +38,7 @@ __all__ = [
     "level_slug",
     "perceive_bonds",
     "register_labeler",
+    "require_single_level",
     "topology_changed",
 ]
 

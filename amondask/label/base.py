@@ -24,13 +24,14 @@ from __future__ import annotations
 import re
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 import numpy as np
 
 from amondask.chem.molecule import Molecule
-from amondask.errors import GeometryError, LabelError
+from amondask.errors import GeometryError, LabelError, MixedLevelsError
 
 STATUS_OK = "ok"
 STATUS_TOPOLOGY_CHANGED = "topology-changed"
@@ -181,6 +182,24 @@ class Labeler(Protocol):
     def implemented_properties(self) -> tuple[str, ...]: ...
 
     def label(self, molecule: Molecule) -> Label: ...
+
+
+def require_single_level(levels_of_theory: Iterable[str]) -> str:
+    """The one level of theory of a set of labels; MixedLevelsError if there are several.
+
+    Training calls this on the labels it is given: energies of different levels (xTB and DFT,
+    or one functional in two programs) must never be fitted together.
+    """
+    found = sorted(set(levels_of_theory))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise MixedLevelsError("no labels given; label the molecules first (amondask label)")
+    listing = "; ".join(repr(level) for level in found)
+    raise MixedLevelsError(
+        f"labels of {len(found)} levels of theory were given together: {listing}; train on "
+        "one level (select labels/<level>) or relabel everything with one labeler"
+    )
 
 
 def structure_fingerprint(molecule: Molecule, *, decimals: int = 6) -> tuple:
