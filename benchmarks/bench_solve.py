@@ -5,12 +5,14 @@ chunks 1024 x 1024; K is a Gaussian kernel on n uniform points in [0, 1]^dim, wi
 lambda = n * mean(K) / condition, n * mean(K) being the Rayleigh quotient of the constant vector,
 close to lambda_max(K), so cond(K + lambda I) ~ ``--condition``; y has ``--rhs`` standard normal
 columns). Every (method, n) then runs in a fresh subprocess that reads K from that store, so
-times include reading K and the peak RSS (ru_maxrss) is the method's own:
+times include reading K and the peak RSS (ru_maxrss) is the method's own. The solving process
+uses ``--blas-threads`` (1) BLAS threads, except scipy-2threads: with other jobs on the cores,
+OpenBLAS's spinning threads slow down by up to 6x (measured: a 2000 x 2000 SVD took 42 s with
+2 threads and 6.5 s with 1 at load average 9), and ratios within one run stay meaningful.
 
-  scipy             load K into memory, in-place LAPACK Cholesky (amondask.solve.cholesky_solve;
-                    one BLAS thread above amondask.solve.single-thread-blas-above = 12000)
-  scipy-2threads    the same with the one-thread guard switched off (the OpenBLAS segfault risk
-                    the guard protects against; measures what the guard costs)
+  scipy             load K into memory, in-place LAPACK Cholesky (amondask.solve.cholesky_solve)
+  scipy-2threads    the same with 2 BLAS threads and the one-thread guard (above n = 12000)
+                    switched off: the OpenBLAS segfault risk the guard protects against
   tiled-threads     our tiled right-looking Cholesky, dask threaded scheduler (2 threads)
   tiled-processes   the same on LocalCluster(n_workers=2, threads_per_worker=1, processes=True)
   dask-threads      dask.array.linalg.cholesky + solve_triangular, threaded scheduler
@@ -132,11 +134,18 @@ def _worker_peak_rss() -> float:
     return worker_resource.getrusage(worker_resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
+def _warm_up() -> None:
+    import scipy.linalg  # noqa: F401
+
+    import amondask.solve  # noqa: F401
+
+
 def run_one(method: str, path: Path, args) -> dict:
     """Run ``method`` on the problem at ``path`` in this process; return its record."""
     import dask
     import dask.array as da
     import zarr
+    from threadpoolctl import threadpool_limits
 
     from amondask.solve import ArrayBlockProvider, cholesky_solve, dask_cholesky_solve, pcg_solve
     from amondask.solve.result import relative_residual
@@ -144,6 +153,7 @@ def run_one(method: str, path: Path, args) -> dict:
     if args.memory_cap_gib:
         cap = int(args.memory_cap_gib * GIB)
         resource.setrlimit(resource.RLIMIT_AS, (cap, cap))
+    threadpool_limits(limits=2 if method == "scipy-2threads" else args.blas_threads)
     attrs = json.loads((path / "complete.json").read_text())
     regularization = attrs["lambda"]
     group = zarr.open_group(str(path), mode="r")
@@ -181,7 +191,8 @@ def run_one(method: str, path: Path, args) -> dict:
                     n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
                 )
                 client = Client(cluster)
-                started = time.perf_counter()  # the cluster start is not the solver's
+                client.run(_warm_up)  # imports in the workers are not the solver's time
+                started = time.perf_counter()
             with dask.config.set(scheduler="threads" if client is None else "dask.distributed"):
                 result = dask_cholesky_solve(
                     da.from_zarr(stored),
@@ -242,6 +253,7 @@ def run_in_subprocess(method: str, path: Path, args, timeout: float) -> dict:
         "max_iterations",
         "block_mib",
         "memory_cap_gib",
+        "blas_threads",
     ):
         value = getattr(args, name)
         if value is not None:
@@ -302,6 +314,13 @@ def main() -> None:
     parser.add_argument("--max-iterations", type=int, default=1000)
     parser.add_argument("--block-mib", type=float, default=None)
     parser.add_argument("--memory-cap-gib", type=float, default=None)
+    parser.add_argument(
+        "--blas-threads",
+        type=int,
+        default=1,
+        help="BLAS threads of the solving process (scipy-2threads: 2); 1 keeps timings stable "
+        "when other jobs share the cores",
+    )
     parser.add_argument("--timeout", type=float, default=3600.0, help="seconds per run")
     parser.add_argument("--workdir", default="/tmp/amondask-bench-solve")
     parser.add_argument("--keep", action="store_true", help="keep the K stores afterwards")
