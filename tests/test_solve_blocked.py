@@ -13,7 +13,11 @@ from test_solve_problems import kernel_problem, reference_solution, relative_err
 
 from amondask.errors import SolverError
 from amondask.solve import dask_cholesky_solve
-from amondask.solve.blocked import as_square_tiles, tiled_cholesky_solve_graph
+from amondask.solve.blocked import (
+    as_square_tiles,
+    balanced_tile_size,
+    tiled_cholesky_solve_graph,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,12 +65,24 @@ def test_tiled_reads_only_the_lower_triangle_of_tiles(problem, reference):
     assert relative_error(result.x, reference) < 1e-8
 
 
-def test_graph_returns_row_tiles_of_the_solution(problem):
+@pytest.mark.parametrize(
+    ("tile_size", "tile_rows"), [(300, (300,) * 3), (250, (250,) * 3 + (150,))]
+)
+def test_graph_returns_row_tiles_of_the_solution(problem, reference, tile_size, tile_rows):
     _, kernel, targets, regularization = problem
-    tiles = as_square_tiles(kernel, 300)
+    tiles = as_square_tiles(kernel, tile_size)
     solution = tiled_cholesky_solve_graph(tiles, targets, regularization)
     assert solution.shape == targets.shape
-    assert solution.chunks == ((300, 300, 300), (2,))
+    assert solution.chunks == (tile_rows, (2,))
+    with dask.config.set(scheduler="threads"):
+        assert relative_error(solution.compute(), reference) < 1e-8
+
+
+@pytest.mark.parametrize(
+    ("n", "tile_size", "expected"), [(16000, 4096, 4000), (900, 250, 225), (900, 1024, 900)]
+)
+def test_balanced_tile_size(n, tile_size, expected):
+    assert balanced_tile_size(n, tile_size) == expected
 
 
 def test_one_right_hand_side_keeps_its_shape(problem, reference):

@@ -151,6 +151,14 @@ def as_square_tiles(kernel: Any, tile_size: int) -> da.Array:
     return array.astype(np.float64) if array.dtype != np.float64 else array
 
 
+def balanced_tile_size(n: int, tile_size: int) -> int:
+    """The tile edge <= ``tile_size`` that cuts n into the same number of tiles as
+    ``tile_size`` does, as evenly as possible: ceil(n / ceil(n / tile_size)). No tile is then
+    much smaller than the others, and dask's algorithm pads K by fewer than (tiles) rows."""
+    tiles = max(1, math.ceil(n / tile_size))
+    return max(1, math.ceil(n / tiles))
+
+
 def _check_targets(targets: np.ndarray, n: int) -> np.ndarray:
     targets = np.asarray(targets, dtype=np.float64)
     if targets.ndim not in (1, 2) or targets.shape[0] != n:
@@ -289,7 +297,8 @@ def dask_cholesky_solve(
     regularization
         lambda >= 0.
     tile_size
-        Rows (= columns) per tile; ``amondask.solve.tile-size`` by default. A tile uses
+        Largest rows (= columns) per tile; ``amondask.solve.tile-size`` by default, evened out
+        by :func:`balanced_tile_size` (16000 with 4096 gives 4 tiles of 4000). A tile uses
         8 tile_size^2 bytes (128 MiB at 4096).
     algorithm
         ``"tiled"`` (ours) or ``"dask"`` (``dask.array.linalg``); see the module docstring.
@@ -309,7 +318,9 @@ def dask_cholesky_solve(
         raise SolverError(f"unknown algorithm {algorithm!r}; use one of {ALGORITHMS}")
     if not np.isfinite(regularization) or regularization < 0:
         raise SolverError(f"lambda must be finite and >= 0, got {regularization}")
-    tile_size = int(config.get("solve.tile-size", tile_size))
+    tile_size = balanced_tile_size(
+        int(kernel.shape[0]), int(config.get("solve.tile-size", tile_size))
+    )
     kernel_tiles = as_square_tiles(kernel, tile_size)
     n = kernel_tiles.shape[0]
     targets = _check_targets(targets, n)
