@@ -121,17 +121,24 @@ def extract_amons(
     AmondaskError) for a query that cannot be processed.
     """
     max_heavy_atoms = int(config.get("max-heavy-atoms", max_heavy_atoms))
+    if max_heavy_atoms < 1:
+        raise AmonError(f"max_heavy_atoms must be at least 1, got {max_heavy_atoms}")
     rules = check_rule_set(str(config.get("amon-rules", rules)))
     query = as_query_molecule(molecule)
     if geometry and query.positions is None:
         from amondask.chem.geometry import embed_molecule
 
         query = embed_molecule(query, seed=seed)
-    graph = query_graph(query.rdkit_mol, record_id=query.id)
-    found = find_amon_graphs(graph, max_heavy_atoms, rules)
-    builder = _AmonBuilder(graph, query)
-    settings = _GeometrySettings.from_config() if geometry else None
-    return [builder.amon(entry, settings, relax) for entry in found]
+    try:
+        graph = query_graph(query.rdkit_mol, record_id=query.id)
+        found = find_amon_graphs(graph, max_heavy_atoms, rules)
+        builder = _AmonBuilder(graph, query)
+        settings = _GeometrySettings.from_config() if geometry else None
+        return [builder.amon(entry, settings, relax) for entry in found]
+    except AmonError as exc:
+        if exc.record_id is None:
+            exc.record_id = query.id
+        raise
 
 
 @dataclass(frozen=True)
