@@ -303,3 +303,39 @@ def require_closed_shell(molecule: Molecule) -> None:
             "closed-shell molecules only: check the charges and hydrogens",
             record_id=molecule.id,
         )
+
+
+def finish_label(
+    molecule: Molecule,
+    *,
+    energy_hartree: float,
+    positions: np.ndarray,
+    n_steps: int,
+    converged: bool,
+    level_of_theory: str,
+    check_topology: bool,
+    max_steps: int,
+) -> Label:
+    """The Label for a finished calculation: status from convergence and the topology check."""
+    status, message = STATUS_OK, ""
+    if not converged:
+        status = STATUS_NOT_CONVERGED
+        message = f"relaxation not converged in {max_steps} steps; energy of the last geometry"
+    elif check_topology:
+        from amondask.label.topology import compare_topology
+
+        comparison = compare_topology(molecule, positions)
+        if comparison.changed:
+            status = STATUS_TOPOLOGY_CHANGED
+            message = "bonds changed on relaxation: " + comparison.describe(molecule.symbols)
+    return Label(
+        energy_hartree=energy_hartree,
+        positions=positions,
+        converged=converged,
+        n_steps=n_steps,
+        wall_time_s=0.0,
+        status=status,
+        message=message,
+        level_of_theory=level_of_theory,
+        molecule_id=molecule.id,
+    )

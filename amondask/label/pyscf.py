@@ -25,8 +25,13 @@ from amondask import config
 from amondask.chem.molecule import Molecule
 from amondask.errors import LabelError, LabelerSetupError, SCFConvergenceError
 from amondask.label._threads import limited_threads
-from amondask.label.base import CachingLabeler, Label, LevelOfTheory, require_closed_shell
-from amondask.label.xtb import finish_label
+from amondask.label.base import (
+    CachingLabeler,
+    Label,
+    LevelOfTheory,
+    finish_label,
+    require_closed_shell,
+)
 
 HARTREE_FOCK_NAMES = ("HF", "RHF")
 DEFAULT_MEMORY_MB = 4000

@@ -20,15 +20,12 @@ from amondask.chem.molecule import Molecule
 from amondask.errors import LabelError, LabelerSetupError, SCFConvergenceError
 from amondask.label._threads import limited_threads
 from amondask.label.base import (
-    STATUS_NOT_CONVERGED,
-    STATUS_OK,
-    STATUS_TOPOLOGY_CHANGED,
     CachingLabeler,
     Label,
     LevelOfTheory,
+    finish_label,
     require_closed_shell,
 )
-from amondask.label.topology import compare_topology
 
 XTB_METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE", "BFGSLineSearch")
@@ -227,37 +224,3 @@ class XTBLabeler(CachingLabeler):
 
 _KELVIN_TO_HARTREE = 3.166811563e-6
 """Boltzmann constant in hartree per kelvin (CODATA 2018)."""
-
-
-def finish_label(
-    molecule: Molecule,
-    *,
-    energy_hartree: float,
-    positions: np.ndarray,
-    n_steps: int,
-    converged: bool,
-    level_of_theory: str,
-    check_topology: bool,
-    max_steps: int,
-) -> Label:
-    """The Label for a finished calculation: status from convergence and the topology check."""
-    status, message = STATUS_OK, ""
-    if not converged:
-        status = STATUS_NOT_CONVERGED
-        message = f"relaxation not converged in {max_steps} steps; energy of the last geometry"
-    elif check_topology:
-        comparison = compare_topology(molecule, positions)
-        if comparison.changed:
-            status = STATUS_TOPOLOGY_CHANGED
-            message = "bonds changed on relaxation: " + comparison.describe(molecule.symbols)
-    return Label(
-        energy_hartree=energy_hartree,
-        positions=positions,
-        converged=converged,
-        n_steps=n_steps,
-        wall_time_s=0.0,
-        status=status,
-        message=message,
-        level_of_theory=level_of_theory,
-        molecule_id=molecule.id,
-    )
