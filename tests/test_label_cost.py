@@ -67,7 +67,7 @@ def test_label_many_on_a_cluster_equals_serial():
     partitions = [molecules[:3], molecules[3:5], molecules[5:]]
     with (
         LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
     ):

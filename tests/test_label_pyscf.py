@@ -98,7 +98,7 @@ def test_resources_from_the_dask_worker():
             threads_per_worker=2,
             processes=False,
             memory_limit="2GiB",
-            dashboard_address=None,
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):
