@@ -68,3 +68,33 @@ def test_console_script_and_module_run():
     for command in ([script, "--version"], [sys.executable, "-m", "amondask", "--version"]):
         result = subprocess.run(command, capture_output=True, text=True, timeout=120)
         assert result.returncode == 0 and result.stdout.startswith("amondask "), result
+
+
+def test_extract_command_serial_then_info(tmp_path, capsys, examples_dir):
+    workspace = tmp_path / "ws.zarr"
+    code = main(
+        [
+            "extract",
+            str(examples_dir / "qm9_sample.sdf"),
+            "-w",
+            str(workspace),
+            "-k",
+            "3",
+            "--workers",
+            "0",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "read 12 records" in out and "extracted 12 queries" in out
+    assert main(["info", str(workspace), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["parameters"] == {"amon_rules": "paper", "max_heavy_atoms": 3}
+    amons = summary["amons"]
+    assert amons["queries_extracted"] == 12
+    assert sum(amons["amons_by_n_heavy"].values()) == amons["amons"]
+    assert set(amons["amons_by_n_heavy"]) <= {"1", "2", "3"}
+    # Re-running with another N_I is refused with the way out.
+    assert main(["extract", "-w", str(workspace), "-k", "4", "--workers", "0"]) == 1
+    assert "max_heavy_atoms=3 in the workspace" in capsys.readouterr().err

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import math
+import time
 import zlib
 from collections import defaultdict
 from collections.abc import Sequence
@@ -72,6 +73,8 @@ class ExtractReport:
     partitions: int = 0
     buckets: int = 0
     store: dict[str, Any] = field(default_factory=dict)
+    #: wall time in seconds of each step (parts, buckets, ids, links, commit), summed over plans
+    seconds: dict[str, float] = field(default_factory=lambda: defaultdict(float))
 
     def format(self) -> str:
         store = self.store
@@ -608,6 +611,12 @@ def _plan(
     return plan
 
 
+def _lap(report: ExtractReport, step: str, since: float) -> float:
+    now = time.perf_counter()
+    report.seconds[step] += now - since
+    return now
+
+
 def extract_workspace(
     workspace: Workspace,
     *,
@@ -636,6 +645,7 @@ def extract_workspace(
         if plan is None:
             break
         spec = workspace.spec
+        clock = time.perf_counter()
         parts = run_tasks(
             client,
             _extract_part,
@@ -643,6 +653,7 @@ def extract_workspace(
             description="amons",
             progress=progress,
         )
+        clock = _lap(report, "parts", clock)
         merged = run_tasks(
             client,
             _merge_bucket,
@@ -650,7 +661,9 @@ def extract_workspace(
             description="merge",
             progress=progress,
         )
+        clock = _lap(report, "buckets", clock)
         _assign_ids(workspace, store, plan)
+        clock = _lap(report, "ids", clock)
         run_tasks(
             client,
             _resolve_links,
@@ -658,7 +671,9 @@ def extract_workspace(
             description="links",
             progress=progress,
         )
+        clock = _lap(report, "links", clock)
         _commit(workspace, store, plan)
+        _lap(report, "commit", clock)
         report.queries_extracted += plan["query_stop"] - plan["query_start"]
         report.partitions += len(plan["partitions"])
         report.buckets = plan["buckets"]
