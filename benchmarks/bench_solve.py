@@ -72,6 +72,30 @@ def problem_path(workdir: Path, n: int, args) -> Path:
     return workdir / f"K_n{n}_d{args.dim}_w{args.width}_s{args.seed}.zarr"
 
 
+def external_problem(workdir: Path, args) -> tuple[Path, dict]:
+    """A problem around an existing stored K (``--kernel-zarr``): y and lambda are ours."""
+    import zarr
+
+    kernel = zarr.open_array(args.kernel_zarr, mode="r")
+    n = int(kernel.shape[0])
+    path = workdir / f"external_n{n}.zarr"
+    shutil.rmtree(path, ignore_errors=True)
+    group = zarr.open_group(str(path), mode="w")
+    targets = np.random.default_rng(args.seed).standard_normal((n, args.rhs))
+    group.create_array("y", data=targets, chunks=(n, args.rhs))
+    attrs = {
+        "n": n,
+        "kernel_path": str(Path(args.kernel_zarr).resolve()),
+        "lambda": args.lam,
+        "rhs": args.rhs,
+        "seed": args.seed,
+        "write_time_s": 0.0,
+        "bytes": 8 * n * n,
+    }
+    (path / "complete.json").write_text(json.dumps(attrs))
+    return path, attrs
+
+
 def write_problem(path: Path, n: int, args) -> dict:
     """Write K (n, n) and y (n, rhs) to ``path`` unless they are there; return the attrs."""
     import zarr
@@ -157,7 +181,7 @@ def run_one(method: str, path: Path, args) -> dict:
     attrs = json.loads((path / "complete.json").read_text())
     regularization = attrs["lambda"]
     group = zarr.open_group(str(path), mode="r")
-    stored = group["K"]
+    stored = group["K"] if "kernel_path" not in attrs else zarr.open_array(attrs["kernel_path"])
     targets = group["y"][...]
     record: dict = {"method": method, "n": attrs["n"], "lambda": regularization}
     started = time.perf_counter()
@@ -325,6 +349,14 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/amondask-bench-solve")
     parser.add_argument("--keep", action="store_true", help="keep the K stores afterwards")
     parser.add_argument("--out-of-core", type=int, default=None, metavar="N")
+    parser.add_argument(
+        "--kernel-zarr",
+        default=None,
+        metavar="PATH",
+        help="solve with an existing stored K (a Zarr array, e.g. the kernel benchmark's) "
+        "instead of the synthetic one; lambda from --lam",
+    )
+    parser.add_argument("--lam", type=float, default=1e-4, help="lambda for --kernel-zarr")
     parser.add_argument("--json", default=None, help="write the records here")
     parser.add_argument("--verbose", action="store_true")
     parser.add_argument("--run-one", default=None, help=argparse.SUPPRESS)
@@ -347,11 +379,17 @@ def main() -> None:
         if args.max_n:
             sizes = [size for size in sizes if size <= args.max_n]
         methods = args.methods.split(",")
+    if args.kernel_zarr:
+        sizes = [None]
     records = []
     for n in sizes:
-        path = problem_path(workdir, n, args)
         started = time.perf_counter()
-        attrs = write_problem(path, n, args)
+        if args.kernel_zarr:
+            path, attrs = external_problem(workdir, args)
+            n = attrs["n"]
+        else:
+            path = problem_path(workdir, n, args)
+            attrs = write_problem(path, n, args)
         print(
             f"n={n}: K ({attrs['bytes'] / GIB:.2f} GiB) in {path} "
             f"(written in {attrs['write_time_s']:.1f} s, now {time.perf_counter() - started:.1f}"
@@ -374,7 +412,7 @@ def main() -> None:
             records.append(record)
             print_table([record])
         if not args.keep:
-            shutil.rmtree(path, ignore_errors=True)
+            shutil.rmtree(path, ignore_errors=True)  # (an external K is left alone)
 
     print()
     print_table(records)
@@ -398,7 +436,8 @@ def main() -> None:
                 "dask": dask.__version__,
             },
             "problem": {
-                "kernel": "Gaussian on uniform points in [0,1]^dim",
+                "kernel": args.kernel_zarr or "Gaussian on uniform points in [0,1]^dim",
+                "lambda_external": args.lam if args.kernel_zarr else None,
                 "dim": args.dim,
                 "width": args.width,
                 "condition_target": args.condition,
