@@ -34,7 +34,7 @@ def test_unrelaxed_amons_sit_on_query_coordinates_with_standard_caps(query):
     checked_caps = 0
     for amon in amons:
         for conformer in amon.conformers:
-            occurrence = amon.occurrences[conformer.occurrence_indices[0]]
+            occurrence = amon.occurrences[conformer.source_occurrence]
             molecule = conformer.molecule
             assert molecule.key == amon.key
             heavy = molecule.positions[: amon.n_heavy]
@@ -78,7 +78,7 @@ def test_relaxed_conformers_keep_dihedrals_and_cover_occurrences(query):
             assert molecule.key == amon.key
             assert np.all(np.isfinite(molecule.positions))
             assert not conformer.clash
-            occurrence = amon.occurrences[conformer.occurrence_indices[0]]
+            occurrence = amon.occurrences[conformer.source_occurrence]
             _assert_heavy_dihedrals_close(molecule, query, occurrence, tolerance=5.0)
             # MMFF94 C-H bonds are 1.06 (sp) to 1.10 (sp3) angstrom
             for i, j, _ in molecule.bonds.tolist():

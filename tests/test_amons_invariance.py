@@ -113,3 +113,29 @@ def test_chunking_by_size_is_consistent():
         part = {(a.key, a.count) for a in extract_amons(smiles, k, geometry=False)}
         assert part == {(key, c) for key, c in full if sizes[key] <= k}
     assert np.mean(list(sizes.values())) > 1
+
+
+def test_renumbering_a_3d_query_with_hydrogens_gives_same_conformers():
+    from amondask.amons.geometry import coulomb_spectrum
+    from amondask.chem.geometry import embed_molecule
+
+    query = embed_molecule(Molecule.from_smiles("CC(O)C1=CC(C#N)CN1"), seed=2)
+    mol = query.rdkit_mol
+    order = list(range(mol.GetNumAtoms()))
+    random.Random(5).shuffle(order)  # H atoms and heavy atoms interleaved
+    shuffled = Molecule.from_rdkit(Chem.RenumberAtoms(mol, order), "shuffled")
+    first = extract_amons(query, 6, relax=False)
+    second = extract_amons(shuffled, 6, relax=False)
+    assert [(a.key, a.count) for a in first] == [(a.key, a.count) for a in second]
+    for a, b in zip(first, second, strict=True):
+        mapped = {tuple(sorted(order[k] for k in occ)) for occ in b.occurrences}
+        assert mapped == set(a.occurrences)
+        spectra_a = sorted(
+            tuple(np.round(coulomb_spectrum(c.molecule.numbers, c.molecule.positions), 6))
+            for c in a.conformers
+        )
+        spectra_b = sorted(
+            tuple(np.round(coulomb_spectrum(c.molecule.numbers, c.molecule.positions), 6))
+            for c in b.conformers
+        )
+        assert spectra_a == spectra_b

@@ -39,11 +39,12 @@ class AmonConformer:
         molecule: the amon with H caps and 3D positions (angstrom); heavy atoms first, in the
             order of the occurrence's query atoms, then each heavy atom's H atoms.
         occurrence_indices: indices into ``Amon.occurrences`` of the occurrences that share this
-            geometry (the first is the one the geometry was built from).
+            geometry, ascending.
         clash: True if two non-bonded atoms are closer than the clash threshold.
         min_distance_angstrom: the smallest non-bonded interatomic distance.
         relaxed: True if the MMFF94 relaxation ran and was accepted.
         warnings: human-readable notes (no force-field parameters, torsions moved, clash).
+        source_occurrence: the index of the occurrence the geometry was built from.
     """
 
     molecule: Molecule
@@ -52,6 +53,7 @@ class AmonConformer:
     min_distance_angstrom: float
     relaxed: bool
     warnings: tuple[str, ...] = ()
+    source_occurrence: int = 0
 
 
 @dataclass(frozen=True)
@@ -263,15 +265,22 @@ class _AmonBuilder:
     ) -> tuple[AmonConformer, ...]:
         """Distinct geometries of one amon over its occurrences.
 
-        Occurrences are grouped greedily (in order) by the Coulomb distance of their capped
+        Occurrences are grouped greedily, in the order of their Coulomb spectra (so the result
+        does not depend on the query's atom numbering), by the Coulomb distance of their capped
         query geometries; with ``relax`` only each group's first occurrence is relaxed, and
         groups whose relaxed geometries fall within the threshold are merged.
         """
         threshold = settings.conformer_threshold
-        groups: list[_Group] = []
+        candidates = []
         for index, occurrence in enumerate(entry.occurrences):
             molecule = self.occurrence_molecule(occurrence, entry.key, True)
             spectrum = coulomb_spectrum(molecule.numbers, molecule.positions)
+            candidates.append((tuple(np.round(spectrum, 8)), index, molecule, spectrum))
+        # visit occurrences by their geometry, not their atom numbers, so that the groups and
+        # their representatives do not depend on how the query's atoms are numbered
+        candidates.sort(key=lambda candidate: candidate[:2])
+        groups: list[_Group] = []
+        for _, index, molecule, spectrum in candidates:
             group = _first_close(groups, spectrum, threshold)
             if group is None:
                 groups.append(_Group(molecule, spectrum, [index]))
@@ -325,6 +334,7 @@ class _AmonBuilder:
                     min_distance_angstrom=distance,
                     relaxed=group.relaxed,
                     warnings=tuple(notes),
+                    source_occurrence=group.occurrence_indices[0],
                 )
             )
         return tuple(out)

@@ -153,6 +153,7 @@ def _write_json(handle, results, max_heavy_atoms, rules, geometry) -> None:
                 entry["conformers"] = [
                     {
                         "occurrence_indices": list(c.occurrence_indices),
+                        "source_occurrence": c.source_occurrence,
                         "clash": c.clash,
                         "relaxed": c.relaxed,
                         "warnings": list(c.warnings),
