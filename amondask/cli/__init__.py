@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "amondask.cli.read",
     "amondask.cli.info",
     "amondask.cli.extract",
+    "amondask.cli.label",
     "amondask.cli.amons",
 ]
 

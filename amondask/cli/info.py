@@ -65,6 +65,10 @@ def format_summary(summary: dict) -> str:
             f"{amons['mean_amons_per_query']:.1f} amons per query, "
             f"reuse factor {amons['reuse_factor']:.2f}"
         )
+    for level, targets in (summary.get("labels") or {}).items():
+        for target, statuses in targets.items():
+            counts = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
+            lines.append(f"labels      {target} at {level}: {sum(statuses.values())} ({counts})")
     errors = summary.get("errors")
     if errors and errors["total"]:
         by_stage = ", ".join(f"{k}: {v}" for k, v in errors["by_stage"].items())

@@ -15,6 +15,7 @@ workspace with a different value for one of them raises
 from __future__ import annotations
 
 import datetime as _dt
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -318,6 +319,8 @@ class Workspace:
             }
         if self.has("amons"):
             info["amons"] = self.amons.summary()
+        if self.has("labels"):
+            info["labels"] = self._label_summary()
         if self.has("errors"):
             frame = self.errors.to_pandas()
             info["errors"] = {
@@ -326,6 +329,17 @@ class Workspace:
                 "by_type": frame["error_type"].value_counts().to_dict() if len(frame) else {},
             }
         return info
+
+    def _label_summary(self) -> dict[str, dict[str, dict[str, int]]]:
+        """Per level of theory and target: label counts by status."""
+        summary: dict[str, dict[str, dict[str, int]]] = {}
+        for name, group in self.root["labels"].groups():
+            level = str(group.attrs.get("level_of_theory", name))
+            summary[level] = {}
+            for target in group.group_keys():
+                statuses = Table(group[target]).read_text("status")
+                summary[level][target] = dict(Counter(statuses))
+        return summary
 
     def __repr__(self) -> str:
         return f"Workspace({self.location!r})"

@@ -1,0 +1,208 @@
+"""The labeling stage: reference energies for every amon conformer (or query), on the cluster.
+
+The rows still to label are those without a row in ``labels/<level>/<target>``. They are cut
+into tasks of about ``amondask.label.task-seconds`` each by the labeler's cost model
+(:func:`amondask.label.cost.estimated_cost_seconds`, consecutive rows per task); each task reads
+its molecules from the workspace on the worker and labels them with
+:func:`amondask.label.label_many`, which never stops on a bad molecule. The client appends each
+task's labels as soon as it finishes, so a killed run keeps every label it had committed and the
+re-run computes only the rest. Tasks that fail for other reasons (a worker lost) are retried up
+to ``amondask.label.retries`` times. Per-molecule failures are stored as labels with status
+``failed`` (and error rows): a re-run does not repeat them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from amondask import config
+from amondask.chem.molecule import Molecule
+from amondask.pipeline.tasks import SERIAL
+from amondask.store.labels import Target, label_table
+from amondask.store.table import RaggedMoleculeTable
+from amondask.store.workspace import Workspace
+
+
+@dataclass
+class LabelReport:
+    """What a labeling run did."""
+
+    level_of_theory: str
+    target: str
+    labeled: int = 0
+    already_labeled: int = 0
+    tasks: int = 0
+    statuses: Counter = field(default_factory=Counter)
+    wall_time_s: float = 0.0
+    compute_time_s: float = 0.0
+
+    def format(self) -> str:
+        statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())) or "none"
+        return (
+            f"labeled {self.labeled} {self.target} at {self.level_of_theory} in {self.tasks} "
+            f"tasks ({statuses}); {self.already_labeled} were labeled before; "
+            f"{self.wall_time_s:.1f} s wall, {self.compute_time_s:.1f} s of labeling"
+        )
+
+
+def source_table(workspace: Workspace, target: Target) -> RaggedMoleculeTable:
+    if target == "amons":
+        return workspace.amons.conformers
+    return workspace.queries
+
+
+def _label_rows(spec: Any, target: Target, rows: np.ndarray, labeler: Any) -> tuple:
+    """Label the given source rows (runs on a worker); returns (rows, labels, errors)."""
+    from amondask.label import label_many
+
+    workspace = Workspace(spec, mode="r")
+    table = source_table(workspace, target)
+    lo, hi = int(rows.min()), int(rows.max()) + 1
+    molecules = table.molecules(lo, hi)
+    chosen = [molecules[int(row) - lo] for row in rows]
+    labels, errors = label_many(labeler, chosen)
+    return rows, labels, errors
+
+
+def _costs(table: RaggedMoleculeTable, rows: np.ndarray, labeler: Any) -> np.ndarray:
+    """Estimated seconds per row from the atoms alone (no bonds or geometry needed)."""
+    from amondask.label.cost import estimated_cost_seconds
+
+    offsets = table.offsets()
+    numbers = table.group["numbers"][: int(offsets[-1])]
+    costs = np.empty(len(rows))
+    for k, row in enumerate(rows.tolist()):
+        atoms = numbers[offsets[row] : offsets[row + 1]]
+        costs[k] = estimated_cost_seconds(Molecule(id="", numbers=atoms, bonds=[]), labeler)
+    return costs
+
+
+def _append(
+    labels_table: RaggedMoleculeTable,
+    sources: list[Molecule],
+    rows: np.ndarray,
+    labels: list,
+) -> None:
+    molecules = [
+        source.with_positions(label.positions)
+        for source, label in zip(sources, labels, strict=True)
+    ]
+    labels_table.append_molecules(
+        molecules,
+        extra={
+            "id": [m.id for m in sources],
+            "key": [""] * len(sources),
+            "smiles": [""] * len(sources),
+            "coordinates": ["label"] * len(sources),
+            "metadata": ["{}"] * len(sources),
+            "source_row": rows,
+            "energy_hartree": [label.energy_hartree for label in labels],
+            "status": [label.status for label in labels],
+            "converged": [label.converged for label in labels],
+            "n_steps": [label.n_steps for label in labels],
+            "wall_time_s": [label.wall_time_s for label in labels],
+            "message": [label.message for label in labels],
+        },
+    )
+
+
+def label_workspace(
+    workspace: Workspace,
+    labeler: Any = None,
+    *,
+    target: Target = "amons",
+    client: Any = None,
+    task_seconds: float | None = None,
+    retries: int | None = None,
+    progress: bool = True,
+) -> LabelReport:
+    """Label every unlabeled amon conformer (``target="amons"``) or query of ``workspace``.
+
+    ``labeler``: a Labeler, a registry name (``"xtb"``, ``"pyscf"``, ...) or None for the
+    configured default. ``client``: a distributed Client, or
+    :data:`~amondask.pipeline.tasks.SERIAL` to label in this process. Returns a LabelReport.
+    """
+    from amondask.label import get_labeler
+
+    if labeler is None or isinstance(labeler, str):
+        labeler = get_labeler(labeler)
+    task_seconds = float(config.get("label.task-seconds", task_seconds))
+    retries = int(config.get("label.retries", retries))
+    level = labeler.level_of_theory
+    started = time.perf_counter()
+    source = source_table(workspace, target)
+    labels_table = label_table(workspace, level, target, create=True)
+    report = LabelReport(level_of_theory=level, target=target)
+    done = set(labels_table.read("source_row").tolist())
+    todo = np.array([row for row in range(source.n_rows) if row not in done], dtype=np.int64)
+    report.already_labeled = len(done)
+    if not len(todo):
+        return report
+    from amondask.label.cost import plan_tasks
+
+    tasks = [todo[index] for index in plan_tasks(_costs(source, todo, labeler), task_seconds)]
+    report.tasks = len(tasks)
+    bar = tqdm(total=len(todo), desc=f"label {target}", unit="mol", disable=not progress)
+
+    def commit(rows: np.ndarray, labels: list, errors: list) -> None:
+        lo, hi = int(rows.min()), int(rows.max()) + 1
+        molecules = source.molecules(lo, hi)
+        _append(labels_table, [molecules[int(r) - lo] for r in rows], rows, labels)
+        workspace.add_errors(errors, source=f"label {target}")
+        report.labeled += len(labels)
+        report.statuses.update(label.status for label in labels)
+        report.compute_time_s += sum(label.wall_time_s for label in labels)
+        bar.update(len(labels))
+
+    try:
+        if client is SERIAL or client is None:
+            for rows in tasks:
+                commit(*_label_rows(workspace.spec, target, rows, labeler))
+        else:
+            from distributed import as_completed
+
+            shared = client.scatter(labeler, broadcast=True)
+            futures = [
+                client.submit(
+                    _label_rows, workspace.spec, target, rows, shared, retries=retries, pure=False
+                )
+                for rows in tasks
+            ]
+            for future in as_completed(futures):
+                commit(*future.result())
+                future.release()
+    finally:
+        bar.close()
+    report.wall_time_s = time.perf_counter() - started
+    return report
+
+
+def label(
+    workspace: Workspace | str,
+    labeler: Any = None,
+    *,
+    queries: bool = False,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+) -> LabelReport:
+    """Label the amons (or, with ``queries=True``, the queries) of ``workspace`` on a cluster.
+
+    ``client=None`` starts the embedded LocalCluster (or attaches to ``scheduler``).
+    """
+    from amondask.cluster import get_client
+
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)
+    target: Target = "queries" if queries else "amons"
+    if client is SERIAL:
+        return label_workspace(workspace, labeler, target=target, client=SERIAL, progress=progress)
+    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+        return label_workspace(workspace, labeler, target=target, client=active, progress=progress)
