@@ -191,3 +191,17 @@ def test_coulomb_matrix_matches_qmllib(query):
     np.testing.assert_allclose(
         ours[off_diagonal], reference[off_diagonal] * bohr_in_angstrom, rtol=1e-9
     )
+
+
+def test_relaxation_is_repeatable_and_leaves_its_input_alone(query):
+    from amondask.amons.geometry import relax_amon
+
+    amon = next(a for a in extract_amons(query, 5, relax=False) if a.n_heavy == 5)
+    molecule = amon.conformers[0].molecule
+    start = np.array(molecule.rdkit_mol.GetConformer().GetPositions())
+    first, second = relax_amon(molecule), relax_amon(molecule)
+    np.testing.assert_allclose(first.positions, second.positions, atol=1e-10)
+    assert first.max_torsion_change_degrees == second.max_torsion_change_degrees
+    np.testing.assert_allclose(molecule.rdkit_mol.GetConformer().GetPositions(), start)
+    np.testing.assert_allclose(start, molecule.positions)
+    assert not np.allclose(first.positions, molecule.positions)  # it did relax

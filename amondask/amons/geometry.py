@@ -180,7 +180,7 @@ def relax_amon(
     Returns the relaxed positions; ``accepted`` is False when a dihedral moved by more than
     ``torsion_tolerance_degrees`` (the positions are then still returned, for inspection).
     """
-    mol = molecule.rdkit_mol
+    mol = Chem.Mol(molecule.rdkit_mol)  # our own copy: minimization moves its conformer
     properties = rdForceFieldHelpers.MMFFGetMoleculeProperties(mol)
     if properties is None:
         return Relaxation(

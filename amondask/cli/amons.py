@@ -181,7 +181,7 @@ def _write_sdf(handle, results) -> None:
     for molecule, amons in results:
         for amon in amons:
             for conformer in amon.conformers:
-                mol = conformer.molecule.rdkit_mol
+                mol = Chem.Mol(conformer.molecule.rdkit_mol)  # do not touch the cached one
                 mol.SetProp("_Name", conformer.molecule.id)
                 mol.SetProp("amon_key", amon.key)
                 mol.SetProp("query_id", molecule.id)
