@@ -93,13 +93,14 @@ def peptide(n_residues: int) -> str:
 
 
 def _time_queries(queries, max_heavy_atoms, geometry, relax):
-    times, cpu_times, n_amons, n_conformers = [], [], [], []
+    times, cpu_times, n_amons, n_occurrences, n_conformers = [], [], [], [], []
     for query in queries:
         start, cpu_start = time.perf_counter(), time.process_time()
         amons = extract_amons(query, max_heavy_atoms, geometry=geometry, relax=relax)
         times.append(time.perf_counter() - start)
         cpu_times.append(time.process_time() - cpu_start)
         n_amons.append(len(amons))
+        n_occurrences.append(sum(a.count for a in amons))
         n_conformers.append(sum(len(a.conformers) for a in amons))
     times_ms = np.array(times) * 1e3
     cpu_ms = np.array(cpu_times) * 1e3
@@ -111,6 +112,7 @@ def _time_queries(queries, max_heavy_atoms, geometry, relax):
         "cpu_median_ms": float(np.median(cpu_ms)),
         "cpu_p95_ms": float(np.percentile(cpu_ms, 95)),
         "amons_per_query": float(np.mean(n_amons)),
+        "occurrences_per_query": float(np.mean(n_occurrences)),
         "conformers_per_query": float(np.mean(n_conformers)) if geometry else None,
     }
 
