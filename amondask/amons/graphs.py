@@ -2,10 +2,12 @@
 
 For every connected heavy-atom subset ``S`` of at most N_I atoms (:mod:`.subgraphs`) the rule
 set's subset filters run first (bitmask tests), then every pi assignment of ``S``
-(:mod:`.pi_bonds`) is turned into a capped amon whose canonical key is looked up in a cache of
-labelled graphs, so RDKit builds and canonicalizes each distinct labelled fragment only once
-per process. The cost is therefore ``O(|connected subsets| * N_I)`` bit operations plus one
-RDKit canonicalization per distinct amon.
+(:mod:`.pi_bonds`) is turned into a capped amon whose canonical key is looked up in a
+process-wide cache keyed by the labelled graph (atom labels and bonds in the fragment's own
+atom order, not canonical), so RDKit builds and canonicalizes a fragment only the first time
+that labelled graph is seen; across a dataset most fragments repeat. The cost is
+``O(|connected subsets| * N_I)`` bit operations plus one RDKit canonicalization per new
+labelled graph.
 
 A subset contributes at most once to an amon's count: two pi assignments of ``S`` that give
 the same key are one occurrence; assignments with different keys each count for their key.
