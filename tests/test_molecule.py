@@ -64,3 +64,11 @@ def test_bad_inputs_raise_record_errors():
     )
     with pytest.raises(SanitizationError):
         bad_valence.rdkit_mol  # noqa: B018 - the property raises
+
+
+def test_rdkit_mol_is_a_fresh_copy_each_time():
+    molecule = Molecule.from_smiles("CCO")
+    first = molecule.rdkit_mol
+    first.GetAtomWithIdx(0).SetAtomicNum(7)
+    assert molecule.rdkit_mol.GetAtomWithIdx(0).GetAtomicNum() == 6
+    assert molecule.rdkit_mol is not molecule.rdkit_mol

@@ -186,7 +186,7 @@ class Molecule:
     def has_positions(self) -> bool:
         return self.positions is not None
 
-    @cached_property
+    @property
     def rdkit_mol(self) -> Chem.Mol:
         """A sanitized RDKit molecule with explicit H atoms (and a conformer when positioned).
 
