@@ -67,3 +67,22 @@ def test_engine_matches_brute_force(smiles, name, rules):
         found = find_amon_graphs(graph, max_heavy_atoms, rules)
         got = {amon.key: len(amon.occurrences) for amon in found}
         assert got == expected, f"{name} N_I={max_heavy_atoms}"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rules", ["plain", "paper"])
+def test_engine_matches_brute_force_on_random_qm9(rules):
+    """1000 random QM9 molecules at N_I=7 (~3 min): the rules do not depend on N_I, so equal
+    N_I=7 sets imply equal sets for every smaller N_I."""
+    import random
+
+    pd = pytest.importorskip("pandas")
+    qm9pack = pytest.importorskip("qm9pack")
+    directory = Path(qm9pack.__file__).parent / "data"
+    smiles = []
+    for part in (1, 2, 3):
+        smiles += list(pd.read_csv(directory / f"qm9_part{part}.csv", usecols=["SMILES"]).SMILES)
+    for query in random.Random(11).sample(smiles, 1000):
+        graph = query_graph(Chem.MolFromSmiles(query))
+        got = {amon.key: len(amon.occurrences) for amon in find_amon_graphs(graph, 7, rules)}
+        assert got == reference_amons(query, 7, rules), query
