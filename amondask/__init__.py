@@ -1,13 +1,19 @@
 """amondask: quantum-chemical energies of large molecules from their amons, on Dask."""
 
 from amondask import config
+from amondask.amons import Amon, AmonConformer, extract_amons
 from amondask.chem import Molecule, ReadResult, iter_batches, iter_molecules, read_molecules
 from amondask.errors import AmondaskError, ErrorRecord
+from amondask.pipeline.extract import extract
 from amondask.store import Workspace
+from amondask.store.amons import AmonStore
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Amon",
+    "AmonConformer",
+    "AmonStore",
     "AmondaskError",
     "ErrorRecord",
     "Molecule",
@@ -15,6 +21,8 @@ __all__ = [
     "Workspace",
     "__version__",
     "config",
+    "extract",
+    "extract_amons",
     "iter_batches",
     "iter_molecules",
     "read_molecules",
