@@ -28,7 +28,7 @@ from amondask.errors import AmonError
 
 # Graph-only amon Molecules are immutable and depend only on the key: shared across queries.
 _GRAPH_MOLECULES: dict[str, Molecule] = {}
-_GRAPH_MOLECULE_LIMIT = 100_000
+_GRAPH_MOLECULE_LIMIT = 20_000
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,7 @@ from amondask.errors import AmonError
 
 _RDKIT_BOND = {1: Chem.BondType.SINGLE, 2: Chem.BondType.DOUBLE, 3: Chem.BondType.TRIPLE}
 _KEY_CACHE: dict[tuple, str] = {}
-_KEY_CACHE_LIMIT = 200_000
+_KEY_CACHE_LIMIT = 50_000  # ~1 kB per entry: a bounded ~50 MB per process
 
 
 @dataclass(frozen=True)
