@@ -181,3 +181,15 @@ def test_qm9_coverage_and_level(qm9):
     assert qm9.level_of_theory != PySCFLabeler().level_of_theory
     with pytest.raises(LabelerSetupError, match="positions"):
         QM9Labeler(positions="guess")
+
+
+def test_qm9_labeler_pickles_small_and_shares_its_table(qm9):
+    import pickle
+
+    payload = pickle.dumps(qm9)
+    assert len(payload) < 2000
+    clone = pickle.loads(payload)
+    assert clone.level_of_theory == qm9.level_of_theory and len(clone) == len(qm9)
+    assert clone._rows is qm9._rows  # same process: the table is built once
+    methane = Molecule.from_smiles("C", "methane")
+    assert clone.label(methane).energy_hartree == qm9.label(methane).energy_hartree

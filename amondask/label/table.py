@@ -11,10 +11,11 @@ asked for. :class:`QM9Labeler` is the same over the QM9 data set shipped by ``qm
 from __future__ import annotations
 
 import ast
+import functools
 import importlib.metadata
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -274,7 +275,15 @@ class TableLabeler(CachingLabeler):
 
 
 QM9_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
-QM9_COLUMNS = ["Index", "SMILES", "Stoichiometry", "ZPVE_au", "InternalEnergy_0K_au", "XYZ_Ang"]
+QM9_COLUMNS = [
+    "Index",
+    "SMILES",
+    "Stoichiometry",
+    "Elements",
+    "ZPVE_au",
+    "InternalEnergy_0K_au",
+    "XYZ_Ang",
+]
 
 
 def qm9_data_directory() -> Path:
@@ -289,8 +298,8 @@ def qm9_data_directory() -> Path:
 
 
 def read_qm9(max_heavy_atoms: int | None = None) -> pd.DataFrame:
-    """QM9 as a DataFrame (Index, SMILES, Stoichiometry, ZPVE_au, InternalEnergy_0K_au, XYZ_Ang,
-    n_heavy, energy_hartree = U0 - ZPVE), optionally only molecules with <= max_heavy_atoms."""
+    """QM9 as a DataFrame (the QM9_COLUMNS plus n_heavy and energy_hartree = U0 - ZPVE),
+    optionally only the molecules with at most ``max_heavy_atoms`` heavy atoms."""
     directory = qm9_data_directory()
     frames = [pd.read_csv(directory / name, usecols=QM9_COLUMNS) for name in QM9_FILES]
     qm9 = pd.concat(frames, ignore_index=True)
@@ -301,6 +310,38 @@ def read_qm9(max_heavy_atoms: int | None = None) -> pd.DataFrame:
         qm9 = qm9[qm9["n_heavy"] <= int(max_heavy_atoms)].reset_index(drop=True)
     qm9["energy_hartree"] = qm9["InternalEnergy_0K_au"] - qm9["ZPVE_au"]
     return qm9
+
+
+@functools.lru_cache(maxsize=4)
+def _qm9_table(max_heavy_atoms: int | None, duplicates: str) -> TableLabeler:
+    """The QM9 key table for these options, built once per process."""
+    qm9 = read_qm9(max_heavy_atoms)
+    version = importlib.metadata.version("qm9pack")
+    level = LevelOfTheory(
+        method="B3LYP",
+        basis="6-31G(2df,p)",
+        program="QM9",
+        program_version=f"qm9pack-{version}",
+        geometry="relaxed",
+        details="Gaussian 09; electronic energy = U0 - ZPVE",
+    )
+    table = TableLabeler(
+        qm9,
+        level_of_theory=str(level),
+        key_type="smiles",
+        key_column="SMILES",
+        energy_column="energy_hartree",
+        duplicates=duplicates,
+    )
+    table.qm9 = qm9
+    table.qm9pack_version = version
+    table.source = f"QM9 (qm9pack {version})"
+    table._level = level
+    return table
+
+
+def _rebuild_qm9_labeler(options: dict) -> QM9Labeler:
+    return QM9Labeler(**options)
 
 
 class QM9Labeler(TableLabeler):
@@ -330,29 +371,23 @@ class QM9Labeler(TableLabeler):
     ) -> None:
         if positions not in ("qm9", "input"):
             raise LabelerSetupError(f"positions must be 'qm9' or 'input', got {positions!r}")
-        qm9 = read_qm9(max_heavy_atoms)
-        self.qm9 = qm9
+        # The table (about 7 s to build for all of QM9) is built once per process and shared
+        # by every QM9Labeler with the same options; pickles carry only the options, so a
+        # Dask task that ships a QM9Labeler ships a few bytes.
+        shared = _qm9_table(max_heavy_atoms, duplicates)
+        self.__dict__.update(shared.__dict__)
+        self._cache = type(self._cache)()
+        self._cache_size = int(cache_size)
+        self._options = {
+            "max_heavy_atoms": max_heavy_atoms,
+            "positions": positions,
+            "duplicates": duplicates,
+            "cache_size": cache_size,
+        }
         self.positions_from = positions
-        self.qm9pack_version = importlib.metadata.version("qm9pack")
-        level = LevelOfTheory(
-            method="B3LYP",
-            basis="6-31G(2df,p)",
-            program="QM9",
-            program_version=f"qm9pack-{self.qm9pack_version}",
-            geometry="relaxed",
-            details="Gaussian 09; electronic energy = U0 - ZPVE",
-        )
-        super().__init__(
-            qm9,
-            level_of_theory=str(level),
-            key_type="smiles",
-            key_column="SMILES",
-            energy_column="energy_hartree",
-            duplicates=duplicates,
-            cache_size=cache_size,
-        )
-        self.source = f"QM9 (qm9pack {self.qm9pack_version})"
-        self._level = level
+
+    def __reduce__(self):
+        return (_rebuild_qm9_labeler, (self._options,))
 
     def qm9_index(self, molecule: Molecule) -> int | None:
         """QM9's molecule index (the ``Index`` column, 1-based) labeling ``molecule``, or None."""
@@ -364,48 +399,30 @@ class QM9Labeler(TableLabeler):
         row = self.row_of(molecule)
         message = f"QM9 index {int(self.qm9['Index'].iloc[row])}"
         if self.positions_from == "input":
-            return _with(label, message=message)
+            return replace(label, message=message)
         numbers, positions = qm9_structure(self.qm9["XYZ_Ang"].iloc[row], self.qm9, row)
         mapped = map_positions(molecule, numbers, positions)
         if mapped is None:
-            return _with(
+            return replace(
                 label,
                 positions=None,
                 status=STATUS_TOPOLOGY_CHANGED,
                 message=f"{message}: the bonds of QM9's geometry differ from the molecule's graph",
             )
-        return _with(label, positions=mapped, message=message)
-
-
-def _with(label: Label, **changes) -> Label:
-    from dataclasses import replace
-
-    return replace(label, **changes)
+        return replace(label, positions=mapped, message=message)
 
 
 def qm9_structure(xyz_text: str, qm9: pd.DataFrame, row: int) -> tuple[np.ndarray, np.ndarray]:
     """Atomic numbers (n_atoms,) and positions (n_atoms, 3) angstrom of row ``row`` of ``qm9``.
 
     ``xyz_text`` is the row's XYZ_Ang field (a few hold a bare ``0.``, which literal_eval
-    reads); the element order comes from the ``Elements`` column, read from the CSV files on
-    first use.
+    reads); the element order comes from the ``Elements`` column.
     """
     positions = np.array(ast.literal_eval(xyz_text), dtype=np.float64)
-    symbols = _qm9_elements(qm9, row)
+    symbols = ast.literal_eval(qm9["Elements"].iloc[row])
     table = Chem.GetPeriodicTable()
     numbers = np.array([table.GetAtomicNumber(symbol) for symbol in symbols], dtype=np.int64)
     return numbers, positions
-
-
-def _qm9_elements(qm9: pd.DataFrame, row: int) -> list[str]:
-    if "Elements" not in qm9.columns:
-        directory = qm9_data_directory()
-        elements = pd.concat(
-            [pd.read_csv(directory / name, usecols=["Index", "Elements"]) for name in QM9_FILES],
-            ignore_index=True,
-        ).set_index("Index")["Elements"]
-        qm9["Elements"] = qm9["Index"].map(elements)
-    return list(ast.literal_eval(qm9["Elements"].iloc[row]))
 
 
 def map_positions(
