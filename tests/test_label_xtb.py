@@ -168,3 +168,15 @@ def test_labeling_prints_nothing(capfd, methane):
     XTBLabeler(cache_size=0).label(methane)
     out, err = capfd.readouterr()
     assert out == "" and err == ""
+
+
+def test_thread_pools_are_pinned_while_labeling():
+    from threadpoolctl import threadpool_info
+
+    from amondask.label._threads import limited_threads
+
+    XTBLabeler(relax=False, cache_size=0).label(WATER)  # tblite's libgomp is loaded now
+    with limited_threads(1):
+        pools = threadpool_info()
+        assert any(pool["internal_api"] == "openmp" for pool in pools)
+        assert all(pool["num_threads"] == 1 for pool in pools)
