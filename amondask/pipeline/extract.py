@@ -224,9 +224,36 @@ def _existing_in_bucket(
     return ids, spectra
 
 
+class _KeptSpectra:
+    """The kept conformers of one amon: their ids and Coulomb spectra, compared in one go.
+
+    The distance is :func:`amondask.amons.geometry.coulomb_distance` (relative to the kept
+    spectrum); the first kept conformer within the threshold is the match, as in a loop.
+    """
+
+    def __init__(self, entries: Sequence[tuple[int, np.ndarray]]):
+        self.ids = [row for row, _ in entries]
+        self.spectra = [spectrum for _, spectrum in entries]
+        self._matrix: np.ndarray | None = None
+
+    def first_within(self, spectrum: np.ndarray, threshold: float) -> int | None:
+        if not self.ids:
+            return None
+        if self._matrix is None or len(self._matrix) != len(self.ids):
+            self._matrix = np.vstack(self.spectra)
+            self._norms = np.linalg.norm(self._matrix, axis=1)
+        distances = np.linalg.norm(self._matrix - spectrum, axis=1) / self._norms
+        hits = np.flatnonzero(distances <= threshold)
+        return self.ids[int(hits[0])] if len(hits) else None
+
+    def add(self, conformer_id: int, spectrum: np.ndarray) -> None:
+        self.ids.append(conformer_id)
+        self.spectra.append(spectrum)
+
+
 def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``."""
-    from amondask.amons.geometry import coulomb_distance, coulomb_spectrum
+    from amondask.amons.geometry import coulomb_spectrum
 
     workspace = Workspace(spec)
     staging = workspace.root[STAGING]
@@ -284,17 +311,15 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     for key, entries in candidates.items():
         entries.sort(key=lambda entry: entry[:2])
         ref = amon_ref(key)
-        kept = [(row, s) for row, s in existing_spectra.get(ref, [])] if ref >= 0 else []
+        kept = _KeptSpectra(existing_spectra.get(ref, []) if ref >= 0 else [])
         n_heavy = n_heavy_of[key]
         for query, local, molecule in entries:
             spectrum = coulomb_spectrum(molecule.numbers, molecule.positions)
-            match = next(
-                (row for row, s in kept if coulomb_distance(s, spectrum) <= threshold), None
-            )
+            match = kept.first_within(spectrum, threshold)
             if match is None:
                 match = -1 - len(new_conformers)
                 new_conformers.append(((query, n_heavy, key, local), ref, query, molecule))
-                kept.append((match, spectrum))
+                kept.add(match, spectrum)
             query_conformer_refs.add((query, match))
     order = sorted(range(len(new_conformers)), key=lambda k: new_conformers[k][0])
     position = {old: new for new, old in enumerate(order)}
