@@ -286,3 +286,13 @@ def test_geometry_option_embeds_graph_only_molecules():
     result = read_molecules(["CCO", "C#N"], geometry=True)
     assert all(m.positions is not None for m in result.molecules)
     assert result.molecules[0].positions.shape == (9, 3)
+
+
+def test_csv_with_byte_order_mark_and_binary_csv(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfsmiles,id\nCCO,a\n")
+    assert [m.id for m in read_molecules(path).molecules] == ["a"]
+    junk = tmp_path / "junk.csv"
+    junk.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(InputError, match="not UTF-8 text"):
+        read_molecules(junk)

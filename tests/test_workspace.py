@@ -154,3 +154,14 @@ def test_ingest_report_and_summary(tmp_path):
     again = read_into_workspace(path, workspace, progress=False)
     assert (again.n_added, again.n_already_present) == (0, 2)
     assert len(workspace.error_records()) == 3
+
+
+def test_reasons_group_numbers_but_keep_names():
+    from amondask.store.ingest import _reason
+
+    assert _reason("ParseError", "line 12 is not valid UTF-8 text; save it") == (
+        "ParseError: line N is not valid UTF-8 text"
+    )
+    assert _reason("ChargedMoleculeError", "net formal charge +1; x") == (
+        "ChargedMoleculeError: net formal charge +N"
+    )

@@ -159,16 +159,22 @@ def _csv_rows(
     handle: IO[bytes], name: str, smiles_column: str | None, id_column: str | None
 ) -> Iterator[RawRecord]:
     text = io.TextIOWrapper(handle, encoding="utf-8", errors="surrogateescape", newline="")
-    sample = text.readline()
+    sample = text.readline().lstrip("\ufeff")  # a byte-order mark, as spreadsheets write
     if not sample.strip():
         raise InputError(f"{name} is empty: it has no header line and no records")
+    if any("\udc80" <= ch <= "\udcff" for ch in sample) or "\x00" in sample:
+        raise InputError(
+            f"the header line of {name} is not UTF-8 text: is it really a CSV file? "
+            "Save it as UTF-8 CSV"
+        )
     delimiter = "\t" if sample.count("\t") > sample.count(",") else ","
     reader = csv.reader(_chain_first(sample, text), delimiter=delimiter)
     header = [h.strip() for h in next(reader)]
     smiles_key = _find_column(header, smiles_column, ("smiles", "canonical_smiles", "smi"))
     if not smiles_key:
+        shown = ", ".join(h[:30] for h in header[:20]) + (", ..." if len(header) > 20 else "")
         raise InputError(
-            f"{name} has no SMILES column (columns: {', '.join(header)}); name the column "
+            f"{name} has no SMILES column (columns: {shown}); name the column "
             "'smiles' or pass smiles_column=... (--smiles-column on the command line)"
         )
     id_key = _find_column(header, id_column, ("id", "name", "mol_id", "identifier"))

@@ -59,7 +59,7 @@ def _reason(error_type: str, message: str) -> str:
     head = message.split(";")[0]
     head = re.sub(r"'[^']*'|\"[^\"]*\"", "'...'", head)
     head = re.sub(r"\([^)]*\)", "", head)
-    head = re.sub(r"[+-]?\d+(\.\d+)?", "N", head)
+    head = re.sub(r"(?<![\w.-])\d+(\.\d+)?", "N", head)
     return f"{error_type}: {head.strip()[:90]}"
 
 
