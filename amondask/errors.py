@@ -170,3 +170,12 @@ _RECORD_ERRORS.update(
 
 class MixedLevelsError(AmondaskError):
     """Labels of different levels of theory were about to be combined in one model."""
+
+
+class ModelError(AmondaskError):
+    """A model cannot be fitted, used or loaded as asked (bad parameter, not fitted, wrong
+    input for its kernel mode, a saved model of another format)."""
+
+
+class NotFittedError(ModelError):
+    """A model was used before ``fit`` (or ``load``)."""
