@@ -1,6 +1,7 @@
 """Benchmark of the local kernels (issue 7).
 
-Section ``in-memory`` (one process, one BLAS thread, side by side in one run):
+Section ``in-memory`` (one process, one BLAS/OpenMP thread, side by side in one run; CPU time of
+the process, so that other jobs on a shared machine do not skew the ratios):
   * this machine's dense GEMM GFLOP/s (float64, shapes of the kernel's GEMMs);
   * the Gaussian local kernel K(A, A) on 1000 QM9 molecules in GFLOP/s (useful flops:
     sum over elements of 2 n_Z^2 d_Z for the full matrix), as a fraction of GEMM; the symmetric
@@ -30,6 +31,8 @@ for _name in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_name, "1")
 
 import argparse  # noqa: E402
+import ctypes  # noqa: E402
+import gc  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
 import shutil  # noqa: E402
@@ -54,11 +57,13 @@ from amondask.represent import element_blocks, slatm, slatm_mbtypes  # noqa: E40
 
 
 def best_of(function, repeat: int = 3) -> float:
+    """Smallest CPU time (this process, one BLAS thread) of ``repeat`` calls: robust to other
+    jobs on a shared machine, unlike wall time."""
     times = []
     for _ in range(repeat):
-        start = time.perf_counter()
+        start = time.process_time()
         function()
-        times.append(time.perf_counter() - start)
+        times.append(time.process_time() - start)
     return min(times)
 
 
@@ -100,9 +105,9 @@ def in_memory(n_molecules: int, n_qmllib: int) -> dict:
         padded[row, : len(r)] = r
     charges = [molecules[i][0] for i in subset]
     one_sigma = float(np.median(list(sigma.values())))
-    start = time.perf_counter()
+    start = time.process_time()
     reference = get_local_kernel(padded, padded, charges, charges, one_sigma)
-    qmllib_subset_s = time.perf_counter() - start
+    qmllib_subset_s = time.process_time() - start
     sub_blocks = element_blocks([molecules[i] for i in subset], mbtypes)
     ours_subset_s = best_of(lambda: local_kernel(sub_blocks, sub_blocks, sigma=one_sigma))
     ours_subset = local_kernel(sub_blocks, sub_blocks, sigma=one_sigma)
@@ -143,6 +148,8 @@ class MemorySampler(threading.Thread):
         self.interval = interval
         self.peak_total = 0
         self.peak_single = 0
+        self.peak_main = 0
+        self.peak_children = 0
         self.running = True
 
     def run(self) -> None:
@@ -157,6 +164,8 @@ class MemorySampler(threading.Thread):
                         pass
                 self.peak_total = max(self.peak_total, sum(sizes))
                 self.peak_single = max(self.peak_single, max(sizes[1:], default=0))
+                self.peak_main = max(self.peak_main, sizes[0])
+                self.peak_children = max(self.peak_children, sum(sizes[1:]))
             except Exception:
                 pass
             time.sleep(self.interval)
@@ -190,12 +199,15 @@ def out_of_core(n_molecules: int, block_size: int, atom_chunk: int, directory: P
             attributes={"mbtypes": mbtypes, "dgrid": list(dgrid)},
         )  # fmt: skip
     represent_seconds = time.perf_counter() - start
-    sigma = element_sigmas(element_blocks(molecules[::10], mbtypes, dgrid=dgrid))
+    sigma = element_sigmas(element_blocks(molecules[::40], mbtypes, dgrid=dgrid))
     n_atoms = {int(z): represent[str(z)].shape[0] for z in represent.attrs["elements"]}
     widths = {int(z): represent[str(z)].shape[1] for z in represent.attrs["elements"]}
     symmetric_flops = sum(n_atoms[z] ** 2 * widths[z] for z in n_atoms)  # half of 2 n^2 d
     representation_bytes = sum(8 * n_atoms[z] * widths[z] for z in n_atoms)
 
+    del table
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)  # hand freed parse buffers back before measuring
     sampler = MemorySampler()
     sampler.start()
     with (
@@ -257,6 +269,8 @@ def out_of_core(n_molecules: int, block_size: int, atom_chunk: int, directory: P
         "kernel_gflops": symmetric_flops * 2 / 2 / kernel_seconds / 1e9,
         "peak_rss_all_processes_gib": sampler.peak_total / 2**30,
         "peak_rss_one_worker_gib": sampler.peak_single / 2**30,
+        "peak_rss_client_process_gib": sampler.peak_main / 2**30,
+        "peak_rss_cluster_processes_gib": sampler.peak_children / 2**30,
         "check_max_relative_difference": check,
         "check_mirror_max_abs_difference": mirror,
     }
@@ -278,6 +292,7 @@ def main() -> None:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS"),
+        "load_average_at_end": os.getloadavg(),
     }
     if args.section == "in-memory":
         result = in_memory(args.n_molecules or 1000, args.n_qmllib)
@@ -323,6 +338,12 @@ def main() -> None:
                 "target < 4 GB",
             ),  # fmt: skip
             ("peak RSS, one worker", f"{result['peak_rss_one_worker_gib']:.2f} GiB", ""),
+            ("peak RSS, client", f"{result['peak_rss_client_process_gib']:.2f} GiB", ""),
+            (
+                "peak RSS, cluster",
+                f"{result['peak_rss_cluster_processes_gib']:.2f} GiB",
+                "2 workers + 2 nannies",
+            ),  # fmt: skip
             ("check vs in-memory", f"{result['check_max_relative_difference']:.1e}", "max rel"),
         ]
     width = max(len(r[0]) for r in rows)
