@@ -2,7 +2,9 @@
 
 Pure single-molecule code (no Dask, no Zarr): the distributed store maps it over partitions.
 Output is deterministic: amons sorted by (n_heavy, key), occurrences sorted by atom indices,
-conformers in order of their first occurrence.
+conformers in the order of their geometries' Coulomb spectra (independent of atom numbering).
+With ``geometry=False`` amons are graphs only, even when the query has coordinates (the fast
+path for counting); graph-only amon Molecules are shared between queries (they are immutable).
 """
 
 from __future__ import annotations
