@@ -27,7 +27,7 @@ def prediction_dataset(
     atom_similarity: np.ndarray | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
-    """An :class:`xarray.Dataset` with dimension ``query`` (coordinate: the query ids) and
+    """An :class:`xarray.Dataset` with dimension ``query_id`` (coordinate: the query ids as strings) and
 
     * ``energy`` (hartree): the predicted energy;
     * ``uncertainty`` (hartree): posterior standard deviation (see the attrs);
@@ -47,33 +47,33 @@ def prediction_dataset(
         atom_similarity = np.full(n_query, np.nan)
     variables = {
         "energy": (
-            "query",
+            "query_id",
             np.asarray(energy_hartree, np.float64),
             {"units": "hartree", "long_name": "predicted energy"},
         ),
         "uncertainty": (
-            "query",
+            "query_id",
             np.asarray(uncertainty_hartree, np.float64),
             {"units": "hartree", "description": UNCERTAINTY_DESCRIPTION},
         ),
         "covered": (
-            "query",
+            "query_id",
             np.asarray(covered, bool),
             {"description": "every query atom has a similar enough training atom of its element"},
         ),
         "n_train": (
-            "query",
+            "query_id",
             np.asarray(n_train, np.int64),
             {"units": "1", "long_name": "training amons used by the query's model"},
         ),
-        "protocol": ("query", np.asarray(protocols, dtype=str), {}),
+        "protocol": ("query_id", np.asarray(protocols, dtype=str), {}),
         "baseline_energy": (
-            "query",
+            "query_id",
             np.asarray(baseline_hartree, np.float64),
             {"units": "hartree", "long_name": "per-element baseline part of energy"},
         ),
         "atom_similarity": (
-            "query",
+            "query_id",
             np.asarray(atom_similarity, np.float64),
             {
                 "units": "1",
@@ -82,6 +82,6 @@ def prediction_dataset(
             },
         ),
     }
-    dataset = xr.Dataset(variables, coords={"query": np.asarray(list(query_ids), dtype=str)})
+    dataset = xr.Dataset(variables, coords={"query_id": np.asarray(list(query_ids), dtype=str)})
     dataset.attrs.update({"energy_units": "hartree", **dict(attrs or {})})
     return dataset
