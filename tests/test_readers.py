@@ -68,9 +68,9 @@ def test_smi_file_with_ids_comments_header_and_bad_lines(tmp_path):
     )
     result = read_molecules(path)
     molecules = by_id(result)
-    assert set(molecules) == {"ethanol", "pyridine ring", "L7"}
+    assert set(molecules) == {"ethanol", "pyridine ring", "q:L7"}
     assert molecules["pyridine ring"].n_heavy == 6
-    assert molecules["L7"].key == "CO"
+    assert molecules["q:L7"].key == "CO"
     errors = errors_by_id(result)
     assert set(errors) == {"bad-paren", "latin", "ethanol"}
     assert errors["latin"].error_type == "ParseError" and "UTF-8" in errors["latin"].message
@@ -99,7 +99,7 @@ def test_csv_keeps_metadata_and_ids(tmp_path):
     )
     result = read_molecules(path)
     molecules = by_id(result)
-    assert set(molecules) == {"a", "c", "L5"}
+    assert set(molecules) == {"a", "c", "q:L5"}
     assert molecules["a"].metadata["energy"] == "-155.03"
     assert molecules["a"].metadata["note"] == "ethanol, liquid"
     assert molecules["c"].key == "O=CO"
@@ -202,7 +202,7 @@ def test_xyz_multiframe_perceives_bonds(tmp_path):
     assert water.id == "water" and water.metadata["energy"] == "-76.4"
     assert water.key == "O" and len(water.bonds) == 2
     np.testing.assert_allclose(water.positions[1], [0.0, 0.7572, -0.4692])
-    assert methane.id == "F2" and methane.key == "C" and len(methane.bonds) == 4
+    assert methane.id == "q:F2" and methane.key == "C" and len(methane.bonds) == 4
     assert methane.metadata["comment"] == "methane from a plain XYZ file"
 
 
@@ -224,7 +224,7 @@ def test_xyz_truncated_frame_keeps_earlier_frames(tmp_path):
     result = read_molecules(path)
     assert [m.id for m in result.molecules] == ["water"]
     (error,) = result.errors
-    assert error.record_id == "F2" and "truncated" in error.message
+    assert error.record_id == "q:F2" and "truncated" in error.message
 
 
 def test_xyz_bad_lines_become_errors_and_reading_resynchronizes(tmp_path):

@@ -165,3 +165,23 @@ def test_reasons_group_numbers_but_keep_names():
     assert _reason("ChargedMoleculeError", "net formal charge +1; x") == (
         "ChargedMoleculeError: net formal charge +N"
     )
+
+
+def test_resolve_parameter_prefers_given_then_recorded_then_config(tmp_path):
+    workspace = Workspace(tmp_path / "ws.zarr")
+    assert workspace.resolve_parameter("max_heavy_atoms", None, "max-heavy-atoms") == 7
+    workspace.require_parameters({"max_heavy_atoms": 4})
+    assert workspace.resolve_parameter("max_heavy_atoms", None, "max-heavy-atoms") == 4
+    assert workspace.resolve_parameter("max_heavy_atoms", 5, "max-heavy-atoms") == 5
+
+
+def test_lists_and_files_without_ids_do_not_collide(tmp_path):
+    workspace = Workspace(tmp_path / "ws.zarr")
+    read_into_workspace(["CCO", "CCC"], workspace, progress=False, geometry=False)
+    read_into_workspace(["CCN"], workspace, progress=False, geometry=False)
+    for name, smiles in (("a.smi", "CO\n"), ("b.smi", "CN\n")):
+        (tmp_path / name).write_text(smiles)
+        read_into_workspace(tmp_path / name, workspace, progress=False, geometry=False)
+    assert workspace.queries.read_text("id") == ["0", "1", "2", "a:L1", "b:L1"]
+    assert workspace.queries.read_text("key") == ["CCO", "CCC", "CCN", "CO", "CN"]
+    assert not workspace.error_records()

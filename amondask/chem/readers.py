@@ -14,8 +14,10 @@ unknown format, a CSV without a SMILES column, no records at all) raise
 
 Record ids: the id given in the input (second field of a .smi line, the ``id``/``name`` column
 of a CSV, the title line of an SDF record, ``id=``/``name=`` in an extended-XYZ comment), else one
-made from the position: ``L<line>`` for line-based files, ``R<record>`` for SDF records,
-``F<frame>`` for XYZ frames, ``<index>`` for a list. Ids must be unique within one input.
+made from the file name and the position: ``<stem>:L<line>`` for line-based files,
+``<stem>:R<record>`` for SDF records, ``<stem>:F<frame>`` for XYZ frames (so files without ids
+can share a workspace), and ``<first_index + k>`` for the k-th item of a list. Ids must be unique
+within one input.
 """
 
 from __future__ import annotations
@@ -97,6 +99,11 @@ class RawRecord:
     problem: str | None = None  # a text-level problem found while splitting the file
 
 
+def _stem(name: str) -> str:
+    """A file name without its format suffixes (``q.smi.gz`` -> ``q``), for generated ids."""
+    return name.split(".")[0] or name
+
+
 def _open_binary(path: Path) -> IO[bytes]:
     if path.suffix == ".gz":
         return gzip.open(path, "rb")
@@ -137,7 +144,7 @@ def _smiles_lines(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         fields = text.split(None, 1)
         if line_number == 1 and fields[0].lower() == "smiles":
             continue  # a header line
-        record_id = fields[1].strip() if len(fields) > 1 else f"L{line_number}"
+        record_id = fields[1].strip() if len(fields) > 1 else f"{_stem(name)}:L{line_number}"
         yield RawRecord(record_id, f"{name}:{line_number}", fields[0], problem=problem)
 
 
@@ -203,7 +210,7 @@ def _csv_rows(
             )
         cells = row + [""] * (len(header) - len(row))
         record_id = cells[id_index].strip() if id_index is not None else ""
-        record_id = record_id or f"L{line_number}"
+        record_id = record_id or f"{_stem(name)}:L{line_number}"
         metadata = {
             column: cells[k]
             for k, column in enumerate(header)
@@ -253,7 +260,7 @@ def _sdf_records(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         end = next((k for k, line in enumerate(block) if line.startswith("M  END")), None)
         mol_block = "\n".join(block[: end + 1]) if end is not None else "\n".join(block)
         properties = _parse_sd_properties(block[end + 1 :]) if end is not None else {}
-        record_id = title or properties.pop("id", "") or f"R{record_number}"
+        record_id = title or properties.pop("id", "") or f"{_stem(name)}:R{record_number}"
         local_problem = problem
         if end is None and local_problem is None:
             local_problem = (
@@ -338,7 +345,7 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         location = f"{name}:{line_number}"
         if not text.strip().isdigit():
             yield RawRecord(
-                f"F{frame_number}",
+                f"{_stem(name)}:F{frame_number}",
                 location,
                 None,
                 problem=f"line {line_number} should hold the atom count of an XYZ frame but "
@@ -355,7 +362,7 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         comment, bad = _decode(comment_raw, f"line {line_number + 1}")
         problem = problem or bad
         info = _parse_extxyz_comment(comment.strip())
-        record_id = info.pop("id", "") or info.pop("name", "") or f"F{frame_number}"
+        record_id = info.pop("id", "") or info.pop("name", "") or f"{_stem(name)}:F{frame_number}"
         atom_lines = []
         for k, atom_raw in frame_lines[1:]:
             atom_text, bad = _decode(atom_raw, f"line {k}")
@@ -369,9 +376,7 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         metadata = dict(info)
         if not info and comment.strip():
             metadata["comment"] = comment.strip()
-        yield RawRecord(
-            record_id, location, (atom_lines, info), metadata=metadata, problem=problem
-        )
+        yield RawRecord(record_id, location, (atom_lines, info), metadata=metadata, problem=problem)
 
 
 # ---- record -> Molecule ------------------------------------------------------------------------
@@ -461,21 +466,22 @@ _CONVERTERS = {
 }
 
 
-def _records_of_sequence(items: Sequence[Any]) -> Iterator[tuple[RawRecord, str]]:
+def _records_of_sequence(items: Sequence[Any], first_index: int) -> Iterator[tuple[RawRecord, str]]:
     for index, item in enumerate(items):
+        generated = str(first_index + index)
         if isinstance(item, Molecule):
-            yield RawRecord(item.id or str(index), f"item {index}", item), "molecule"
+            yield RawRecord(item.id or generated, f"item {index}", item), "molecule"
         elif isinstance(item, Chem.Mol):
             name = item.GetProp("_Name") if item.HasProp("_Name") else ""
-            yield RawRecord(name or str(index), f"item {index}", item), "rdkit"
+            yield RawRecord(name or generated, f"item {index}", item), "rdkit"
         elif isinstance(item, tuple) and len(item) == 2:
             yield RawRecord(str(item[1]), f"item {index}", str(item[0])), "smiles"
         elif isinstance(item, str):
-            yield RawRecord(str(index), f"item {index}", item.strip()), "smiles"
+            yield RawRecord(generated, f"item {index}", item.strip()), "smiles"
         else:
             yield (
                 RawRecord(
-                    str(index),
+                    generated,
                     f"item {index}",
                     None,
                     problem=f"item {index} is a {type(item).__name__}, not a SMILES string, "
@@ -498,6 +504,7 @@ def _record_stream(
     format: str | None,
     smiles_column: str | None,
     id_column: str | None,
+    first_index: int = 0,
 ) -> Iterator[tuple[RawRecord, Any]]:
     if isinstance(source, (str, Path)):
         path = Path(source)
@@ -532,7 +539,7 @@ def _record_stream(
             "rdkit": _molecule_from_rdkit_item,
             "molecule": _molecule_item,
         }
-        for record, kind in _records_of_sequence(items):
+        for record, kind in _records_of_sequence(items, first_index):
             yield record, converters[kind]
         return
     raise InputError(
@@ -550,18 +557,21 @@ def iter_molecules(
     id_column: str | None = None,
     geometry: bool = False,
     seed: int | None = None,
+    first_index: int = 0,
 ) -> Iterator[Item]:
     """Stream the records of ``source`` as Molecules and (with ``on_error="record"``) ErrorRecords.
 
     ``source`` is a file path (format from the suffix, or ``format=``) or a sequence of SMILES
     strings, ``(smiles, id)`` pairs, Molecules or RDKit Mols. Items come in input order, one per
     record. With ``geometry=True``, molecules without coordinates get an ETKDG+MMFF geometry
-    (failures become ``stage="geometry"`` error rows).
+    (failures become ``stage="geometry"`` error rows). List items without an id are numbered
+    from ``first_index``.
     """
     if on_error not in ("record", "raise"):
         raise ValueError(f"on_error must be 'record' or 'raise', not {on_error!r}")
     seen_ids: dict[str, str] = {}
-    for record, converter in _record_stream(source, format, smiles_column, id_column):
+    records = _record_stream(source, format, smiles_column, id_column, first_index)
+    for record, converter in records:
         item = duplicate_error(record, seen_ids) or convert_record(
             record, converter, geometry=geometry, seed=seed
         )
@@ -576,13 +586,14 @@ def raw_records(
     format: str | None = None,
     smiles_column: str | None = None,
     id_column: str | None = None,
+    first_index: int = 0,
 ) -> Iterator[tuple[RawRecord, Converter]]:
     """The records of ``source`` before chemistry, with the function that converts each.
 
     Splitting a file into records is cheap and sequential; :func:`convert_record` (parsing,
     validation, 3D embedding) is the costly part and can run on Dask workers.
     """
-    return _record_stream(source, format, smiles_column, id_column)
+    return _record_stream(source, format, smiles_column, id_column, first_index)
 
 
 def duplicate_error(record: RawRecord, seen_ids: dict[str, str]) -> ErrorRecord | None:

@@ -655,10 +655,13 @@ def extract_workspace(
     """Extract the amons of every query of ``workspace`` not yet extracted (see module doc).
 
     ``client``: a distributed Client, or :data:`~amondask.pipeline.tasks.SERIAL` to run in this
-    process. The workspace records ``max_heavy_atoms`` and ``rules`` as defining parameters.
+    process. The workspace records ``max_heavy_atoms`` and ``rules`` as defining parameters;
+    when not given, the recorded values are used (else the configured defaults).
     """
-    max_heavy_atoms = int(config.get("max-heavy-atoms", max_heavy_atoms))
-    rules = str(config.get("amon-rules", rules))
+    max_heavy_atoms = int(
+        workspace.resolve_parameter("max_heavy_atoms", max_heavy_atoms, "max-heavy-atoms")
+    )
+    rules = str(workspace.resolve_parameter("amon_rules", rules, "amon-rules"))
     workspace.require_parameters({"max_heavy_atoms": max_heavy_atoms, "amon_rules": rules})
     store = AmonStore(workspace)
     report = ExtractReport()

@@ -148,6 +148,9 @@ def read_into_workspace(
     (``format``, ``smiles_column``, ``id_column``).
     """
     name = str(source) if isinstance(source, (str, Path)) else f"<{type(source).__name__}>"
+    if not isinstance(source, (str, Path)):
+        # Items without ids are numbered after the queries already in the workspace.
+        read_options.setdefault("first_index", workspace.queries.n_rows)
     report = IngestReport(source=name)
     bar = tqdm(desc="reading", unit="mol", disable=not progress, leave=False)
     try:

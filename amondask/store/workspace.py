@@ -170,6 +170,16 @@ class Workspace:
             meta["parameters"] = {**recorded, **new}
             self.root.attrs[ROOT_ATTR] = meta
 
+    def resolve_parameter(self, name: str, given: Any, config_key: str) -> Any:
+        """The value a run uses for a defining parameter: ``given`` if not None, else the one
+        recorded in the workspace, else the configured default (``amondask.<config_key>``)."""
+        if given is not None:
+            return given
+        recorded = self.parameters
+        if name in recorded:
+            return recorded[name]
+        return config.get(config_key)
+
     def _require_writable(self) -> None:
         if self.mode == "r":
             raise WorkspaceError(f"workspace {self.location} was opened read-only")

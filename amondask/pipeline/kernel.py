@@ -1,0 +1,115 @@
+"""The kernel stage: local kernels between the workspace's amons (and queries), out-of-core.
+
+``kernels/amons-amons/K`` (n_conformers, n_conformers) and ``kernels/amons-queries/K``
+(n_conformers, n_queries) are built block by block with :func:`amondask.kernels.write_kernel`
+from the stored aSLATM (:func:`amondask.pipeline.represent.open_representation`): one task per
+block, written as one Zarr chunk, with done-markers so that a re-run computes only missing
+blocks. The widths are the authors' per-element sigma_Z (the farthest same-element pair of amon
+atoms scores 0.5) unless given; they are stored with the kernels, and the amon-query kernel
+uses those of the amon-amon kernel.
+
+When the amons grow (new queries extracted), the stored kernels no longer match: they are
+rebuilt (``overwrite``), since a kernel's block plan is fixed by its shape.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from amondask import config
+from amondask.pipeline.represent import open_representation
+from amondask.pipeline.tasks import SERIAL
+from amondask.store.workspace import Workspace
+
+Columns = Literal["amons", "queries"]
+
+
+@dataclass
+class KernelReport:
+    name: str
+    shape: tuple[int, int]
+    kernel: str
+    sigma: dict[int, float]
+    seconds: float
+
+    def format(self) -> str:
+        widths = ", ".join(f"{z}: {s:.3g}" for z, s in sorted(self.sigma.items()))
+        return (
+            f"kernel {self.name} {self.shape[0]} x {self.shape[1]} ({self.kernel}, sigma_Z "
+            f"{widths}) in {self.seconds:.1f} s"
+        )
+
+
+def kernel_group_name(cols: Columns) -> str:
+    return f"amons-{cols}"
+
+
+def amon_sigmas(workspace: Workspace, kernel: str) -> dict[int, float]:
+    """The per-element widths of the amon-amon kernel, computed once and kept in its attrs."""
+    from amondask.kernels import element_sigmas
+
+    group = workspace.root.require_group(f"kernels/{kernel_group_name('amons')}")
+    blocks, n_rows = open_representation(workspace, "amons")
+    stored = group.attrs.get("sigma_z")
+    if stored is not None and group.attrs.get("sigma_rows") == n_rows:
+        return {int(z): float(s) for z, s in stored.items()}
+    sigmas = element_sigmas(blocks, kernel=kernel)
+    group.attrs.update({"sigma_z": {str(z): s for z, s in sigmas.items()}, "sigma_rows": n_rows})
+    return sigmas
+
+
+def kernel_workspace(
+    workspace: Workspace,
+    *,
+    cols: Columns = "amons",
+    kernel: str | None = None,
+    sigma: float | dict[int, float] | None = None,
+    block_size: int | None = None,
+    client: Any = None,
+) -> KernelReport:
+    """Build K(amons, ``cols``) into ``kernels/amons-<cols>/K``; resumable."""
+    import time
+
+    from amondask.kernels import write_kernel
+
+    kernel = str(config.get("kernels.kernel", kernel))
+    started = time.perf_counter()
+    rows, n_rows = open_representation(workspace, "amons")
+    columns, n_cols = (rows, n_rows) if cols == "amons" else open_representation(workspace, cols)
+    widths = sigma if sigma is not None else amon_sigmas(workspace, kernel)
+    group = workspace.root.require_group(f"kernels/{kernel_group_name(cols)}")
+    existing = group.get("K")
+    overwrite = existing is not None and tuple(existing.shape) != (n_rows, n_cols)
+    write_kernel(
+        rows,
+        None if cols == "amons" else columns,
+        group,
+        sigma=widths,
+        kernel=kernel,
+        block_size=block_size,
+        n_row_molecules=n_rows,
+        n_col_molecules=n_cols,
+        overwrite=overwrite,
+        scheduler="sync" if client is SERIAL else None,
+    )
+    as_dict = widths if isinstance(widths, dict) else {z: float(widths) for z in rows}
+    return KernelReport(
+        name=kernel_group_name(cols),
+        shape=(n_rows, n_cols),
+        kernel=kernel,
+        sigma={int(z): float(s) for z, s in as_dict.items()},
+        seconds=time.perf_counter() - started,
+    )
+
+
+def open_kernel(workspace: Workspace, cols: Columns = "amons") -> Any:
+    """The stored kernel K(amons, ``cols``) as a Zarr array."""
+    from amondask.errors import WorkspaceError
+
+    path = f"kernels/{kernel_group_name(cols)}/K"
+    if not workspace.has(path):
+        raise WorkspaceError(
+            f"workspace {workspace.location} has no kernel {path}; run the kernel stage first"
+        )
+    return workspace.root[path]
