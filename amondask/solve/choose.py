@@ -156,7 +156,9 @@ def solve(
         Size of K when it is a matvec callable.
     options
         Passed to the chosen solver (e.g. ``tolerance``, ``landmarks`` for PCG; ``tile_size``,
-        ``algorithm`` for dask-cholesky).
+        ``algorithm`` for dask-cholesky). The direct solvers report the true residual by
+        default, which costs one more pass over K (for a lazily computed dask K, computing it
+        again): pass ``compute_residual=False`` to skip it.
 
     Returns
     -------
@@ -186,16 +188,18 @@ def solve(
             result = cholesky_solve(kernel, targets, regularization, **options)
         else:
             # we own the loaded copy: factor it in place, then get the residual by streaming K
+            compute_residual = options.pop("compute_residual", True)
             loaded = _load(kernel, kind)
             result = cholesky_solve(
                 loaded, targets, regularization, overwrite_kernel=True, **options
             )
             del loaded
-            solution = result.x.reshape(size, -1)
-            product = as_operator(kernel).matvec(solution)
-            result.residual = relative_residual(
-                product, solution, np.asarray(targets, dtype=np.float64), regularization
-            )
+            if compute_residual:
+                solution = result.x.reshape(size, -1)
+                product = as_operator(kernel).matvec(solution)
+                result.residual = relative_residual(
+                    product, solution, np.asarray(targets, dtype=np.float64), regularization
+                )
     elif method == "dask-cholesky":
         result = dask_cholesky_solve(kernel, targets, regularization, **options)
     else:
