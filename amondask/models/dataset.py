@@ -27,7 +27,7 @@ def prediction_dataset(
     atom_similarity: np.ndarray | None = None,
     attrs: Mapping[str, Any] | None = None,
 ) -> xr.Dataset:
-    """An :class:`xarray.Dataset` with dimension ``query_id`` (coordinate: the query ids as strings) and
+    """An :class:`xarray.Dataset` with dimension ``query_id`` (the query ids as strings) and
 
     * ``energy`` (hartree): the predicted energy;
     * ``uncertainty`` (hartree): posterior standard deviation (see the attrs);
