@@ -48,6 +48,8 @@ import resource
 import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -110,18 +112,25 @@ def write_problem(path: Path, n: int, args) -> dict:
             f"K for n={n} needs {needed / GIB:.1f} GiB on disk but {path.parent} has "
             f"{free / GIB:.1f} GiB free: pass --workdir on a larger disk or a smaller n"
         )
-    shutil.rmtree(path, ignore_errors=True)
     rng = np.random.default_rng(args.seed)
     points = rng.uniform(size=(n, args.dim))
     targets = rng.standard_normal((n, args.rhs))
-    group = zarr.open_group(str(path), mode="w")
-    kernel = group.create_array(
-        "K", shape=(n, n), chunks=(CHUNK, CHUNK), dtype="f8", compressors=None
-    )
-    started = time.perf_counter()
-    total = 0.0
+    progress_file = path / "progress.json"
+    if progress_file.exists():  # resume a killed write: rows before rows_done are in place
+        progress = json.loads(progress_file.read_text())
+        group = zarr.open_group(str(path), mode="r+")
+        kernel = group["K"]
+    else:
+        shutil.rmtree(path, ignore_errors=True)
+        progress = {"rows_done": 0, "total": 0.0, "seconds": 0.0}
+        group = zarr.open_group(str(path), mode="w")
+        kernel = group.create_array(
+            "K", shape=(n, n), chunks=(CHUNK, CHUNK), dtype="f8", compressors=None
+        )
+    started = time.perf_counter() - progress["seconds"]
+    total = progress["total"]
     squared = (points**2).sum(1)
-    for start in range(0, n, CHUNK):
+    for start in range(progress["rows_done"], n, CHUNK):
         stop = min(start + CHUNK, n)
         block = squared[start:stop, None] + squared[None, :] - 2 * points[start:stop] @ points.T
         np.maximum(block, 0.0, out=block)
@@ -129,6 +138,12 @@ def write_problem(path: Path, n: int, args) -> dict:
         np.exp(block, out=block)
         total += block.sum()
         kernel[start:stop] = block  # whole chunk rows: one writer per chunk
+        elapsed = time.perf_counter() - started
+        progress_file.write_text(
+            json.dumps({"rows_done": stop, "total": total, "seconds": elapsed})
+        )
+        if (start // CHUNK) % 10 == 9:
+            print(f"  writing K: {stop} / {n} rows, {elapsed:.0f} s", flush=True)
     group.create_array("y", data=targets, chunks=(n, args.rhs), overwrite=True)
     mean = total / n**2
     attrs = {
@@ -285,19 +300,27 @@ def run_in_subprocess(method: str, path: Path, args, timeout: float) -> dict:
     if args.verbose:
         command.append("--verbose")
     started = time.perf_counter()
-    try:
-        finished = subprocess.run(command, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"method": method, "failed": f"timeout after {timeout:.0f} s"}
-    if args.verbose:
-        sys.stdout.write(finished.stdout)
-    lines = [line for line in finished.stdout.splitlines() if line.startswith("RESULT ")]
-    if finished.returncode != 0 or not lines:
-        tail = finished.stderr.strip().splitlines()[-3:]
+    lines = []
+    with tempfile.TemporaryFile(mode="w+") as errors:
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=errors, text=True)
+        watchdog = threading.Timer(timeout, process.kill)
+        watchdog.start()
+        for line in process.stdout:  # streamed, so long runs show their progress
+            if line.startswith("RESULT "):
+                lines.append(line)
+            elif args.verbose:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+        returncode = process.wait()
+        watchdog.cancel()
+        errors.seek(0)
+        tail = errors.read().strip().splitlines()[-3:]
+    elapsed = time.perf_counter() - started
+    if returncode != 0 or not lines:
+        reason = f"timeout after {timeout:.0f} s" if elapsed >= timeout else "failed"
         return {
             "method": method,
-            "failed": f"exit code {finished.returncode} after {time.perf_counter() - started:.0f}"
-            f" s: {' | '.join(tail)}",
+            "failed": f"{reason}, exit code {returncode} after {elapsed:.0f} s: {' | '.join(tail)}",
         }
     return json.loads(lines[-1][len("RESULT ") :])
 
