@@ -180,3 +180,49 @@ def test_global_protocol_with_molecules_equals_precomputed():
         query_element_counts=element_count_matrix([n for n, _ in queries], model.elements_),
     )
     np.testing.assert_allclose(dataset.energy.values, model.predict(queries), rtol=1e-10)
+
+
+def test_per_query_molecules_equals_an_explicit_loop():
+    """Each query: basis of its amons + itself, the authors' widths from its amons, lstsq
+    baseline, a numpy solve, all written out here."""
+    molecules, energies = qm9_small()
+    heavy = np.array([int(np.sum(n > 1)) for n, _ in molecules])
+    amon_index = np.flatnonzero(heavy <= 3)[:15]
+    amons = [molecules[i] for i in amon_index]
+    queries = [molecules[i] for i in np.flatnonzero(heavy == 5)[:4]]
+    query_amons = [np.arange(0, 15, 1), np.arange(0, 15, 2), np.arange(1, 15, 2), np.arange(8)]
+    expected = []
+    for query, members in zip(queries, query_amons, strict=True):
+        training = [amons[i] for i in members]
+        y = energies[amon_index][members]
+        mbtypes = slatm_mbtypes([n for n, _ in [*training, query]])
+        blocks = element_blocks(training, mbtypes, dgrid=(0.04, 0.04))
+        sigma = element_sigmas({z: b for z, b in blocks.items() if len(b.molecule_index)})
+        kernel = local_kernel(blocks, sigma=sigma)
+        row = local_kernel(
+            element_blocks([query], mbtypes, dgrid=(0.04, 0.04)),
+            blocks,
+            sigma=sigma,
+            n_row_molecules=1,
+        )[0]
+        elements = sorted({int(z) for n, _ in training for z in n})
+        counts = element_count_matrix([n for n, _ in training], elements)
+        coefficients = np.linalg.lstsq(counts, y, rcond=None)[0]
+        weights = np.linalg.solve(kernel + ALPHA * np.eye(len(y)), y - counts @ coefficients)
+        query_counts = element_count_matrix([query[0]], elements)[0]
+        expected.append(row @ weights + query_counts @ coefficients)
+    from amondask.models import per_query_molecules
+
+    for scheduler, per_task in (("sync", 1), ("threads", 3)):
+        dataset = per_query_molecules(
+            AmonKRR(alpha=ALPHA),
+            amons,
+            energies[amon_index],
+            queries,
+            query_amons,
+            scheduler=scheduler,
+            queries_per_task=per_task,
+        )
+        np.testing.assert_allclose(dataset.energy.values, expected, rtol=1e-10)
+        assert dataset.n_train.values.tolist() == [15, 8, 7, 8]
+        assert np.isfinite(dataset.atom_similarity.values).all()

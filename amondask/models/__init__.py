@@ -14,7 +14,7 @@ from amondask.models.metrics import (
     mean_absolute_error_kcal_per_mol,
     r2_score,
 )
-from amondask.models.protocols import global_protocol, per_query_protocol
+from amondask.models.protocols import global_protocol, per_query_molecules, per_query_protocol
 
 __all__ = [
     "KCAL_PER_MOL_PER_HARTREE",
@@ -28,6 +28,7 @@ __all__ = [
     "fold_assignment",
     "global_protocol",
     "mean_absolute_error_kcal_per_mol",
+    "per_query_molecules",
     "per_query_protocol",
     "prediction_dataset",
     "r2_score",

@@ -7,7 +7,8 @@
   and kernel widths as stored (:func:`per_query_protocol`). Queries are independent, so they
   are cut into Dask tasks of ``queries_per_task`` queries; each task reads the amon kernel once,
   for the union of its queries' amons (an orthogonal selection: numpy, zarr and dask arrays
-  work), and never the whole kernel.
+  work), and never the whole kernel. :func:`per_query_molecules` does the same from molecules
+  (a fresh :class:`AmonKRR` per query, widths from the query's own amons).
 
 Inputs share the amon order: ``amon_kernel`` (n_amons, n_amons), ``amon_energies`` (n_amons,)
 hartree, ``amon_element_counts`` (n_amons, n_elements); queries: ``query_amon_kernel``
@@ -276,4 +277,129 @@ def global_protocol(
         self_kernel_values=diagonal,
         return_dataset=True,
         query_ids=query_ids,
+    )
+
+
+def _per_query_molecules_task(
+    handles: _Handle,
+    query_indices: np.ndarray,
+    amon_lists: list[np.ndarray],
+    params: dict[str, Any],
+    basis: str,
+) -> dict[str, np.ndarray]:
+    from amondask.models.basis import molecule_arrays
+    from amondask.represent import slatm_mbtypes
+
+    inputs = handles.value
+    n = len(query_indices)
+    out = {
+        "energy": np.full(n, np.nan),
+        "baseline": np.full(n, np.nan),
+        "uncertainty": np.full(n, np.nan),
+        "covered": np.zeros(n, dtype=bool),
+        "n_train": np.zeros(n, dtype=np.int64),
+        "similarity": np.full(n, np.nan),
+    }
+    for local, (query, amons) in enumerate(zip(query_indices.tolist(), amon_lists, strict=True)):
+        if len(amons) == 0:
+            continue
+        training = [inputs["amons"][i] for i in amons]
+        molecule = inputs["queries"][query]
+        model_params = dict(params)
+        if basis == "union" and model_params.get("mbtypes") is None:
+            numbers = [molecule_arrays(m)[0] for m in [*training, molecule]]
+            model_params["mbtypes"] = slatm_mbtypes(numbers)
+        model = AmonKRR(**model_params).fit(training, inputs["amon_energies"][amons])
+        parts = model._predict_molecules([molecule], True)
+        for key in ("energy", "baseline", "uncertainty", "covered", "similarity"):
+            out[key][local] = parts[key][0]
+        out["n_train"][local] = len(amons)
+    return out
+
+
+def per_query_molecules(
+    estimator: AmonKRR,
+    amons: Sequence[Any],
+    amon_energies: Any,
+    queries: Sequence[Any],
+    query_amons: Sequence[Sequence[int]],
+    *,
+    basis: str = "union",
+    query_ids: Sequence[Any] | None = None,
+    scheduler: Any = None,
+    queries_per_task: int | None = None,
+) -> xr.Dataset:
+    """The per-query protocol from molecules: for each query a fresh copy of ``estimator`` is
+    fitted on its own amons (widths ``sigma="auto"`` then come from those amons, as the
+    authors' per-query models) and predicts it.
+
+    Args:
+        estimator: the model template (its parameters; it is not fitted itself).
+        amons: all amon molecules (Molecules with positions or (numbers, positions) pairs).
+        amon_energies: (n_amons,) hartree.
+        queries: the query molecules.
+        query_amons: per query, the indices of its amons in ``amons``.
+        basis: ``"union"``: each model's aSLATM basis (mbtypes) is that of its amons and the
+            query together ("the whole data set", as qmllib's mbtypes); ``"amons"``: the amons
+            only (query contributions of types no amon has are left out). Ignored when the
+            estimator has explicit ``mbtypes``.
+        query_ids, scheduler, queries_per_task: as :func:`per_query_protocol`.
+
+    Returns:
+        The prediction Dataset with ``protocol="per-query"`` (with atom similarity and the
+        coverage threshold test, which need molecules).
+    """
+    if estimator.kernel == "precomputed":
+        raise ModelError("per_query_molecules needs a molecule kernel; use per_query_protocol")
+    if basis not in ("union", "amons"):
+        raise ModelError(f"basis={basis!r}: use 'union' or 'amons'")
+    amons = list(amons)
+    queries = list(queries)
+    amon_energies = np.asarray(amon_energies, dtype=np.float64).reshape(-1)
+    if len(amons) != amon_energies.shape[0]:
+        raise ModelError(f"{len(amons)} amons but {amon_energies.shape[0]} amon energies")
+    if len(query_amons) != len(queries):
+        raise ModelError(f"query_amons has {len(query_amons)} lists for {len(queries)} queries")
+    amon_lists = [np.asarray(a, dtype=np.int64).reshape(-1) for a in query_amons]
+    for query, members in enumerate(amon_lists):
+        if len(members) and (members.min() < 0 or members.max() >= len(amons)):
+            raise ModelError(f"query {query}: amon index out of range 0..{len(amons) - 1}")
+    estimator._validate_params()
+    n_queries = len(queries)
+    per_task = config.get("models.queries-per-task", queries_per_task)
+    per_task = int(per_task) if per_task else _default_queries_per_task(n_queries, scheduler)
+    handle = dask.delayed(
+        _Handle({"amons": amons, "amon_energies": amon_energies, "queries": queries}),
+        traverse=False,
+    )
+    params = estimator.get_params()
+    tasks = [
+        dask.delayed(_per_query_molecules_task)(
+            handle,
+            np.arange(start, min(start + per_task, n_queries)),
+            amon_lists[start : start + per_task],
+            params,
+            basis,
+        )
+        for start in range(0, n_queries, per_task)
+    ]
+    results = dask.compute(*tasks, scheduler=scheduler) if tasks else []
+    keys = ("energy", "baseline", "uncertainty", "covered", "n_train", "similarity")
+    merged = {
+        key: np.concatenate([r[key] for r in results]) if results else np.zeros(0) for key in keys
+    }
+    if query_ids is None:
+        from amondask.models.basis import molecule_id
+
+        query_ids = [molecule_id(m, i) for i, m in enumerate(queries)]
+    return prediction_dataset(
+        query_ids=[str(i) for i in query_ids],
+        energy_hartree=merged["energy"],
+        uncertainty_hartree=merged["uncertainty"],
+        covered=merged["covered"].astype(bool),
+        n_train=merged["n_train"].astype(np.int64),
+        protocol="per-query",
+        baseline_hartree=merged["baseline"],
+        atom_similarity=merged["similarity"],
+        attrs={**estimator._dataset_attrs(), "basis": basis},
     )
