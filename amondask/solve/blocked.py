@@ -20,8 +20,20 @@ is read. Two algorithms are available:
     all the products of a row at once, and it requires every tile (including the last) to have
     the same size, so K is padded with an identity block to a multiple of ``tile_size``.
 
-Which is faster: see ``benchmarks/bench_solve.py`` and its JSON in ``benchmarks/results/``; the
-default is the one that measured better on our 2-core machine.
+Measured (``benchmarks/bench_solve.py``, results in ``benchmarks/results/bench_solve*.json``;
+2 cores shared with other jobs at load average 8-16, so compare within one run), n = 16000,
+tiles of 4000, K read from Zarr, seconds:
+
+    run                   tiled-threads  dask-threads  tiled-2-processes  dask-2-processes
+    1                          49             41               61                104
+    2 (Fortran tiles)          91            120              157                  -
+
+and peak memory 2.1 vs 2.5 GiB (threads), 3.2 vs 3.8 GiB (processes, client + workers). On
+threads the two are within the noise; on worker processes ours was 1.7x faster (dask's
+left-looking sums move every product of a row to one worker) and it needs less memory, reads
+only the lower triangle and needs no padding: ``"tiled"`` is the default. On this 2-core machine
+neither beats the in-memory scipy solve (55 s at n = 16000 in run 1); the blocked solve is for K
+that does not fit one process but fits the cluster.
 
 BLAS threads: tasks call single-threaded BLAS (one BLAS thread per dask thread). A
 ``LocalCluster`` sets ``OPENBLAS_NUM_THREADS=1`` in its workers; with the threaded scheduler we
