@@ -36,11 +36,13 @@ def get_client(
 ) -> Iterator[object]:
     """Yield a distributed Client: the one given, one attached to ``scheduler``, or a new local one.
 
-    Clusters started here are closed on exit; given clients and attached clusters are not.
+    ``client`` may also be :data:`amondask.pipeline.tasks.SERIAL` (run in this process, no
+    Dask), which is yielded as it is. Clusters started here are closed on exit; given clients
+    and attached clusters are not.
     """
     from distributed import Client, LocalCluster
 
-    if client is not None:
+    if client is not None:  # a Client, or SERIAL
         yield client
         return
     scheduler = config.get("cluster.scheduler", scheduler)

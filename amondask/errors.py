@@ -71,6 +71,17 @@ class ConfigError(AmondaskError):
     """A configuration value is invalid."""
 
 
+def _record_error_types() -> dict[str, type[RecordError]]:
+    """Every RecordError subclass by name, wherever it is defined."""
+    found: dict[str, type[RecordError]] = {}
+    pending = [RecordError]
+    while pending:
+        cls = pending.pop()
+        found[cls.__name__] = cls
+        pending.extend(cls.__subclasses__())
+    return found
+
+
 @dataclass(frozen=True)
 class ErrorRecord:
     """One failed record: which record, at which stage, what kind of error, and what to do.
@@ -104,7 +115,7 @@ class ErrorRecord:
 
     def to_exception(self) -> RecordError:
         """The matching exception, for ``on_error="raise"``."""
-        exc_type = _RECORD_ERRORS.get(self.error_type, RecordError)
+        exc_type = _record_error_types().get(self.error_type, RecordError)
         where = f" ({self.location})" if self.location else ""
         return exc_type(
             f"record {self.record_id!r}{where}: {self.message}",
@@ -113,19 +124,6 @@ class ErrorRecord:
         )
 
 
-_RECORD_ERRORS: dict[str, type[RecordError]] = {
-    cls.__name__: cls
-    for cls in (
-        RecordError,
-        ParseError,
-        UnsupportedElementError,
-        ChargedMoleculeError,
-        OpenShellError,
-        SanitizationError,
-        GeometryError,
-        DuplicateIdError,
-    )
-}
 
 
 class SolverError(AmondaskError):

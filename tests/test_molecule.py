@@ -72,3 +72,22 @@ def test_rdkit_mol_is_a_fresh_copy_each_time():
     first.GetAtomWithIdx(0).SetAtomicNum(7)
     assert molecule.rdkit_mol.GetAtomWithIdx(0).GetAtomicNum() == 6
     assert molecule.rdkit_mol is not molecule.rdkit_mol
+
+
+def test_molecule_pickles_with_metadata_and_positions():
+    import pickle
+
+    from amondask.chem.geometry import embed_molecule
+
+    molecule = embed_molecule(Molecule.from_smiles("CCO", "ethanol", metadata={"note": "x"}))
+    back = pickle.loads(pickle.dumps(molecule))
+    assert back.same_structure(molecule) and back.id == "ethanol"
+    assert dict(back.metadata) == dict(molecule.metadata)
+
+
+def test_error_records_map_back_to_their_exception_types():
+    from amondask.errors import AmonError, ErrorRecord
+
+    record = ErrorRecord("q1", "amons", "AmonError", "radical", "f.smi:3")
+    exc = record.to_exception()
+    assert isinstance(exc, AmonError) and exc.record_id == "q1" and "f.smi:3" in str(exc)

@@ -99,6 +99,21 @@ class Molecule:
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
+    def __reduce__(self):
+        # The metadata mapping proxy does not pickle; rebuild from plain values (Dask moves
+        # Molecules between processes).
+        return (
+            Molecule,
+            (
+                self.id,
+                self.numbers,
+                self.bonds,
+                self.formal_charges,
+                self.positions,
+                dict(self.metadata),
+            ),
+        )
+
     # ---- constructors -------------------------------------------------------------------------
     @classmethod
     def from_rdkit(

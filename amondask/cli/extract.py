@@ -32,8 +32,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import contextlib
-
     from amondask.cluster import get_client
     from amondask.pipeline.extract import extract_workspace
     from amondask.pipeline.tasks import SERIAL
@@ -42,11 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
     workspace = Workspace(args.workspace)
     show = not args.no_progress and sys.stderr.isatty()
-    if args.workers == 0:
-        cluster = contextlib.nullcontext(SERIAL)
-    else:
-        cluster = get_client(scheduler=args.scheduler, n_workers=args.workers)
-    with cluster as client:
+    serial = SERIAL if args.workers == 0 else None
+    with get_client(serial, scheduler=args.scheduler, n_workers=args.workers) as client:
         for source in args.queries:
             reading = read_into_workspace(
                 source, workspace, progress=show, client=None if client is SERIAL else client

@@ -737,21 +737,10 @@ def extract(
 
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
-    if client is SERIAL:
-        if queries is not None:
-            read_into_workspace(queries, workspace, progress=progress)
-        return extract_workspace(
-            workspace,
-            max_heavy_atoms=max_heavy_atoms,
-            rules=rules,
-            client=SERIAL,
-            partition_size=partition_size,
-            buckets=buckets,
-            progress=progress,
-        )
     with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
         if queries is not None:
-            read_into_workspace(queries, workspace, progress=progress, client=active)
+            read_client = None if active is SERIAL else active
+            read_into_workspace(queries, workspace, progress=progress, client=read_client)
         return extract_workspace(
             workspace,
             max_heavy_atoms=max_heavy_atoms,

@@ -202,7 +202,5 @@ def label(
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     target: Target = "queries" if queries else "amons"
-    if client is SERIAL:
-        return label_workspace(workspace, labeler, target=target, client=SERIAL, progress=progress)
     with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
         return label_workspace(workspace, labeler, target=target, client=active, progress=progress)

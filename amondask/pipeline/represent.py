@@ -28,7 +28,7 @@ import numpy as np
 from amondask import config
 from amondask.errors import WorkspaceError
 from amondask.pipeline.staging import fresh_group, is_complete, mark_complete
-from amondask.pipeline.tasks import SERIAL, run_tasks
+from amondask.pipeline.tasks import run_tasks
 from amondask.represent import ElementBlock
 from amondask.store.labels import Target
 from amondask.store.workspace import Workspace
@@ -255,11 +255,6 @@ def represent(
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     targets: list[Target] = ["amons", "queries"] if queries else ["amons"]
-    if client is SERIAL:
-        return [
-            represent_workspace(workspace, target=t, client=SERIAL, progress=progress)
-            for t in targets
-        ]
     with get_client(client, quiet=not progress) as active:
         return [
             represent_workspace(workspace, target=t, client=active, progress=progress)
