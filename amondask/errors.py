@@ -161,11 +161,6 @@ class MissingLabelError(LabelError):
     """A table labeler has no entry for the molecule's key."""
 
 
-_RECORD_ERRORS.update(
-    {cls.__name__: cls for cls in (LabelError, SCFConvergenceError, MissingLabelError)}
-)
-
-
 class MixedLevelsError(AmondaskError):
     """Labels of different levels of theory were about to be combined in one model."""
 
