@@ -104,3 +104,22 @@ def test_resources_from_the_dask_worker():
     ):
         threads, memory_mb = client.submit(worker_resources).result()
     assert threads == 1 and memory_mb == int(2 * 1024 / 2 * 0.8)
+
+
+def test_dft_on_xtb_geometry():
+    from amondask.label.xtb import XTBLabeler
+
+    labeler = PySCFLabeler("HF", "sto-3g", prerelax_xtb=True)
+    label = labeler.label(WATER)
+    xtb_positions = XTBLabeler(cache_size=0).label(WATER).positions
+    np.testing.assert_allclose(label.positions, xtb_positions, atol=1e-10)
+    expected, _ = pyscf_water(xtb_positions, "sto-3g")
+    assert abs(label.energy_hartree - expected) < 1e-8
+    assert label.status == "ok" and label.n_steps >= 1
+    assert "geometry: GFN2-xTB (tblite " in labeler.level_of_theory
+    assert labeler.level_of_theory != PySCFLabeler("HF", "sto-3g").level_of_theory
+    assert labeler.implemented_properties == ("energy", "positions")
+    both = PySCFLabeler("HF", "sto-3g", prerelax_xtb=True, relax=True)
+    assert ", then relaxed (geomeTRIC" in both.level_of_theory
+    relaxed = both.label(WATER)
+    assert relaxed.status == "ok" and relaxed.energy_hartree < label.energy_hartree

@@ -6,6 +6,14 @@ which case the level of theory says ``B3LYP5``. Closed-shell restricted calculat
 (RHF / RKS). When relaxing, the label's energy is a fresh SCF at the final geometry, so it
 does not depend on the optimization path.
 
+PySCF's B3LYP/6-31G(2df,p) does not reproduce QM9's numbers: at QM9's own geometries it is
+0.4 (CH4) to 4 (C4H9NO) kcal/mol above QM9's U0 - ZPVE, growing with size
+(benchmarks/bench_label.py). The cause is not the VWN flavour (B3LYP with VWN5 is 23-40
+kcal/mol off for CH4 and H2CO) and only in part the spherical (5D) vs Cartesian (6D) d shells
+of Gaussian's Pople basis sets (6D7F brings H2CO from 2.6 to 1.9 kcal/mol). So the two are
+different levels, and their level strings differ: do not mix QM9 labels with PySCF labels in
+one model.
+
 Threads and memory: ``threads`` / ``max_memory_mb`` when given, else the configured values,
 else, inside a Dask worker, the worker's threads and memory limit per thread, else 1 thread
 and 4000 MB.
@@ -89,6 +97,9 @@ class PySCFLabeler(CachingLabeler):
         density_fitting: use density fitting (RI-J/K) with ``auxbasis`` (PySCF's default
             auxiliary basis for the basis when None).
         relax: relax the geometry with geomeTRIC before the final SCF (default False).
+        prerelax_xtb: relax with GFN2-xTB (:class:`~amondask.label.xtb.XTBLabeler`, default
+            settings) first: a cheap start for ``relax``, or, without ``relax``, a
+            DFT-on-xTB-geometry label (``B3LYP/6-31G(2df,p)//GFN2-xTB``).
         max_steps: geomeTRIC step limit; reaching it gives status ``not-converged``.
         conv_tol_hartree: SCF energy convergence.
         grid_level: DFT integration grid level (PySCF ``grids.level``).
@@ -108,6 +119,7 @@ class PySCFLabeler(CachingLabeler):
         density_fitting: bool | None = None,
         auxbasis: str | None = None,
         relax: bool | None = None,
+        prerelax_xtb: bool = False,
         max_steps: int | None = None,
         conv_tol_hartree: float | None = None,
         grid_level: int | None = None,
@@ -173,10 +185,20 @@ class PySCFLabeler(CachingLabeler):
             details.append(f"grid level {self.grid_level}")
         if self.density_fitting:
             details.append(f"density fitting ({self.auxbasis or 'default auxbasis'})")
+        self.prerelax_xtb = bool(prerelax_xtb)
+        self._xtb = None
+        geometry_steps = []
+        if self.prerelax_xtb:
+            from amondask.label.xtb import XTBLabeler
+
+            self._xtb = XTBLabeler(relax=True, cache_size=0, check_topology=False)
+            geometry_steps.append(
+                f"{self._xtb.method} (tblite {self._xtb.program_version}) "
+                f"{self._xtb.level.geometry}"
+            )
         if self.relax:
-            geometry = f"relaxed (geomeTRIC {importlib.metadata.version('geometric')})"
-        else:
-            geometry = "input"
+            geometry_steps.append(f"relaxed (geomeTRIC {importlib.metadata.version('geometric')})")
+        geometry = ", then ".join(geometry_steps) or "input"
         self._level = LevelOfTheory(
             method=method_name,
             basis=self.basis,
@@ -188,7 +210,8 @@ class PySCFLabeler(CachingLabeler):
 
     @property
     def implemented_properties(self) -> tuple[str, ...]:
-        return ("energy", "positions") if self.relax else ("energy",)
+        moves = self.relax or self.prerelax_xtb
+        return ("energy", "positions") if moves else ("energy",)
 
     def _resources(self) -> tuple[int, int]:
         threads, memory_mb = self.threads, self.max_memory_mb
@@ -275,10 +298,21 @@ class PySCFLabeler(CachingLabeler):
         threads, _ = self._resources()
         with limited_threads(threads), lib.with_omp_threads(threads):
             try:
+                n_steps, converged = 0, True
+                if self._xtb is not None:
+                    prerelaxed = self._xtb.label(molecule)
+                    if not prerelaxed.converged:
+                        raise LabelError(
+                            f"the GFN2-xTB pre-relaxation did not converge in "
+                            f"{self._xtb.max_steps} steps; label without prerelax_xtb"
+                        )
+                    molecule = molecule.with_positions(prerelaxed.positions)
+                    n_steps = prerelaxed.n_steps
                 if self.relax:
-                    positions, n_steps, converged = self._relax(molecule)
+                    positions, relax_steps, converged = self._relax(molecule)
+                    n_steps += relax_steps
                 else:
-                    positions, n_steps, converged = np.array(molecule.positions), 0, True
+                    positions = np.array(molecule.positions)
                 energy = self.single_point(molecule.numbers, positions, molecule.charge)
             except LabelError as exc:
                 exc.record_id = molecule.id
@@ -295,6 +329,6 @@ class PySCFLabeler(CachingLabeler):
             n_steps=n_steps,
             converged=converged,
             level_of_theory=self.level_of_theory,
-            check_topology=self.check_topology and self.relax,
+            check_topology=self.check_topology and (self.relax or self.prerelax_xtb),
             max_steps=self.max_steps,
         )

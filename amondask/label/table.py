@@ -349,8 +349,12 @@ class QM9Labeler(TableLabeler):
 
     QM9 (Ramakrishnan et al., Sci. Data 1, 140022 (2014)) was computed with B3LYP/6-31G(2df,p)
     in Gaussian 09 at relaxed geometries; the level of theory says so and is *not* equal to
-    PySCF's B3LYP/6-31G(2df,p) (other program, grids). Molecules are matched by canonical key
-    (no stereo), so stereoisomers share a key: the lowest energy is taken (``duplicates``).
+    PySCF's B3LYP/6-31G(2df,p), which differs by 0.4-4 kcal/mol at QM9's geometries (see
+    :mod:`amondask.label.pyscf`). QM9 lacks many small molecules (ethylene, methylamine): it
+    holds only about 58% of the N_I = 7 amons of QM9's own molecules, so it cannot label an
+    amon set alone; :meth:`coverage` says which keys are missing. Molecules are matched by
+    canonical key (no stereo), so stereoisomers share a key: the lowest energy is taken
+    (``duplicates``).
 
     With ``positions="qm9"`` (default) the label carries QM9's geometry in the molecule's atom
     order, found by matching the molecule's graph onto the bonds perceived from QM9's
