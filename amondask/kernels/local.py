@@ -60,23 +60,44 @@ def _sigma_for(sigma: float | Mapping[int, float], z: int) -> float:
 
 @numba.njit(cache=True, fastmath=True)
 def l1_distances(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(n_a, n_b) L1 distances between the rows of a (n_a, d) and b (n_b, d), cache-blocked."""
+    """(n_a, n_b) L1 distances between the rows of a (n_a, d) and b (n_b, d).
+
+    Cache-blocked over columns of b and depth, and register-blocked over four rows of a (each
+    b[j, k] loaded once for four differences): about 2x a plain double loop.
+    """
     n_a, d = a.shape
     n_b = b.shape[0]
     out = np.zeros((n_a, n_b))
-    tile_rows, tile_cols, tile_depth = 8, 32, 512
+    tile_cols, tile_depth = 64, 256
     for k0 in range(0, d, tile_depth):
         k1 = min(k0 + tile_depth, d)
-        for i0 in range(0, n_a, tile_rows):
-            i1 = min(i0 + tile_rows, n_a)
-            for j0 in range(0, n_b, tile_cols):
-                j1 = min(j0 + tile_cols, n_b)
-                for i in range(i0, i1):
-                    for j in range(j0, j1):
-                        s = 0.0
-                        for k in range(k0, k1):
-                            s += abs(a[i, k] - b[j, k])
-                        out[i, j] += s
+        for j0 in range(0, n_b, tile_cols):
+            j1 = min(j0 + tile_cols, n_b)
+            i = 0
+            while i + 4 <= n_a:
+                for j in range(j0, j1):
+                    s0 = 0.0
+                    s1 = 0.0
+                    s2 = 0.0
+                    s3 = 0.0
+                    for k in range(k0, k1):
+                        bk = b[j, k]
+                        s0 += abs(a[i, k] - bk)
+                        s1 += abs(a[i + 1, k] - bk)
+                        s2 += abs(a[i + 2, k] - bk)
+                        s3 += abs(a[i + 3, k] - bk)
+                    out[i, j] += s0
+                    out[i + 1, j] += s1
+                    out[i + 2, j] += s2
+                    out[i + 3, j] += s3
+                i += 4
+            while i < n_a:
+                for j in range(j0, j1):
+                    s = 0.0
+                    for k in range(k0, k1):
+                        s += abs(a[i, k] - b[j, k])
+                    out[i, j] += s
+                i += 1
     return out
 
 
