@@ -18,6 +18,8 @@ COMMAND_MODULES = [
     "amondask.cli.info",
     "amondask.cli.extract",
     "amondask.cli.label",
+    "amondask.cli.run",
+    "amondask.cli.export",
     "amondask.cli.amons",
 ]
 
@@ -51,6 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     except AmondaskError as exc:
         print(f"amondask {args.command}: error: {exc}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # output piped into `head` and the like: stop quietly
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt:
         print(
             f"amondask {args.command}: interrupted; finished work is kept in the workspace, "

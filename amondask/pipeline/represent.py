@@ -135,8 +135,48 @@ def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
     return [list(m) for m in stored]
 
 
+def labeled_geometries(
+    workspace: Workspace, level: str, target: Target, start: int, stop: int
+) -> list[Any]:
+    """The source molecules [start, stop) at their labeled (relaxed) geometries of ``level``.
+
+    Rows whose label has no geometry (a failed label) keep their stored geometry; they are not
+    trained on. Raises WorkspaceError when a row has no label at that level yet.
+    """
+    from amondask.store.labels import label_table
+
+    table = label_table(workspace, level, target)
+    source_rows = table.read("source_row")
+    wanted = np.flatnonzero((source_rows >= start) & (source_rows < stop))
+    molecules = _source(workspace, target).molecules(start, stop)
+    if len(wanted) != stop - start:
+        raise WorkspaceError(
+            f"{stop - start - len(wanted)} of {target} rows {start}..{stop - 1} have no label at "
+            f"{level!r}; run the label stage first"
+        )
+    labeled = {}
+    for k in wanted.tolist():  # label rows of this range; read each contiguous run once
+        labeled[int(source_rows[k])] = k
+    lo, hi = int(wanted.min()), int(wanted.max()) + 1
+    label_molecules = table.molecules(lo, hi)
+    out = []
+    for row in range(start, stop):
+        relaxed = label_molecules[labeled[row] - lo]
+        source = molecules[row - start]
+        out.append(
+            source if relaxed.positions is None else source.with_positions(relaxed.positions)
+        )
+    return out
+
+
 def _represent_part(
-    spec: Any, target: Target, start: int, stop: int, mbtypes: list, parameters: dict
+    spec: Any,
+    target: Target,
+    start: int,
+    stop: int,
+    mbtypes: list,
+    parameters: dict,
+    level: str | None = None,
 ) -> int:
     """aSLATM of source rows [start, stop) into ``parts/p<start>`` (runs on a worker)."""
     from amondask.kernels import write_element_blocks
@@ -147,7 +187,10 @@ def _represent_part(
     name = f"p{start:012d}"
     if is_complete(parts, name):
         return stop - start
-    molecules = _source(workspace, target).molecules(start, stop)
+    if level is None:
+        molecules = _source(workspace, target).molecules(start, stop)
+    else:
+        molecules = labeled_geometries(workspace, level, target, start, stop)
     blocks = element_blocks(
         molecules,
         mbtypes,
@@ -177,17 +220,33 @@ def represent_workspace(
     workspace: Workspace,
     *,
     target: Target = "amons",
+    level: str | None = None,
     client: Any = None,
     partition_size: int | None = None,
     progress: bool = True,
     **slatm_options: Any,
 ) -> RepresentReport:
     """Compute the aSLATM of every ``target`` row (``amons`` conformers or ``queries``) not yet
-    represented. ``slatm_options``: rcut, sigmas, dgrid, rpower (defining parameters)."""
+    represented. ``slatm_options``: rcut, sigmas, dgrid, rpower (defining parameters).
+
+    ``level``: a level of theory whose labels give the geometries (the relaxed ones: an energy
+    belongs to the geometry it was computed at); None: the stored geometries (amons: capped and
+    MMFF-relaxed from the query; queries: as read). A target keeps the geometry source it was
+    first represented with.
+    """
     parameters = slatm_parameters(**slatm_options)
     workspace.require_parameters({"representation": {"name": "aslatm", **parameters}})
     mbtypes = _basis(workspace, parameters)
-    workspace.root.require_group(f"{GROUP}/{target}/parts")
+    target_group = workspace.root.require_group(f"{GROUP}/{target}")
+    geometry = f"labels: {level}" if level else "stored"
+    recorded = target_group.attrs.get("geometry")
+    if recorded is not None and recorded != geometry:
+        raise WorkspaceError(
+            f"the {target} representation was built from geometries '{recorded}', this run asks "
+            f"for '{geometry}'; delete {GROUP}/{target} in the workspace to rebuild it"
+        )
+    target_group.attrs["geometry"] = geometry
+    target_group.require_group("parts")
     source = _source(workspace, target)
     n_rows = source.n_rows
     covered = max((stop for _, stop, _ in _complete_parts(workspace, target)), default=0)
@@ -198,7 +257,7 @@ def represent_workspace(
     run_tasks(
         client,
         _represent_part,
-        [(workspace.spec, target, a, b, mbtypes, parameters) for a, b in bounds],
+        [(workspace.spec, target, a, b, mbtypes, parameters, level) for a, b in bounds],
         description=f"aSLATM {target}",
         progress=progress,
     )

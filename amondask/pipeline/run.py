@@ -1,0 +1,115 @@
+"""The whole run: queries in, predicted energies out, every stage resumable from the workspace.
+
+read -> extract amons -> label amons -> represent (amons at their labeled geometries, queries as
+read) -> kernels (amon-amon, amon-query) -> train (global protocol) -> predict. Each stage finds
+its finished work in the workspace and does only what is missing, so a killed run continues when
+started again and a repeated run recomputes only the (cheap) training and prediction.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from amondask.pipeline.tasks import SERIAL
+from amondask.store.workspace import Workspace
+
+
+@dataclass
+class RunSummary:
+    """What a run did, stage by stage, and where the results are."""
+
+    workspace: str
+    seconds: dict[str, float] = field(default_factory=dict)
+    lines: list[str] = field(default_factory=list)
+
+    def format(self) -> str:
+        timing = ", ".join(f"{stage} {s:.1f} s" for stage, s in self.seconds.items())
+        return "\n".join([*self.lines, f"time per stage: {timing}"])
+
+
+def run(
+    queries: Any,
+    workspace: Workspace | str,
+    *,
+    max_heavy_atoms: int | None = None,
+    rules: str | None = None,
+    labeler: Any = None,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+    echo: bool = False,
+) -> Any:
+    """Predict the energies of ``queries`` (a file, a list of SMILES/Molecules, or None for the
+    workspace's own queries) from their amons; returns an xarray Dataset indexed by query id.
+
+    ``labeler``: a Labeler or a registry name (default GFN2-xTB). ``client``: a distributed
+    Client, :data:`~amondask.pipeline.tasks.SERIAL`, or None for the embedded LocalCluster (or
+    ``scheduler``). With ``echo``, each stage's report is printed as it finishes.
+    """
+    from amondask.cluster import get_client
+    from amondask.label import get_labeler
+    from amondask.pipeline.extract import extract_workspace
+    from amondask.pipeline.kernel import kernel_workspace
+    from amondask.pipeline.label import label_workspace
+    from amondask.pipeline.represent import represent_workspace
+    from amondask.pipeline.train import predict_workspace, train_workspace
+    from amondask.store.ingest import read_into_workspace
+
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)
+    if labeler is None or isinstance(labeler, str):
+        labeler = get_labeler(labeler)
+    level = labeler.level_of_theory
+    summary = RunSummary(workspace=workspace.location)
+
+    def stage(name: str, started: float, report: Any) -> float:
+        now = time.perf_counter()
+        summary.seconds[name] = summary.seconds.get(name, 0.0) + now - started
+        text = report if isinstance(report, str) else report.format()
+        summary.lines.append(text)
+        if echo:
+            print(text, file=sys.stdout, flush=True)
+        return now
+
+    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+        distributed = None if active is SERIAL else active
+        clock = time.perf_counter()
+        if queries is not None:
+            report = read_into_workspace(queries, workspace, progress=progress, client=distributed)
+            clock = stage("read", clock, report)
+        report = extract_workspace(
+            workspace,
+            max_heavy_atoms=max_heavy_atoms,
+            rules=rules,
+            client=active,
+            progress=progress,
+        )
+        clock = stage("extract", clock, report)
+        report = label_workspace(workspace, labeler, client=active, progress=progress)
+        clock = stage("label", clock, report)
+        report = represent_workspace(
+            workspace, target="amons", level=level, client=active, progress=progress
+        )
+        report_queries = represent_workspace(
+            workspace, target="queries", client=active, progress=progress
+        )
+        clock = stage("represent", clock, f"{report.format()}; {report_queries.format()}")
+        amon_kernel = kernel_workspace(workspace, cols="amons", client=active)
+        query_kernel = kernel_workspace(workspace, cols="queries", client=active)
+        clock = stage("kernel", clock, f"{amon_kernel.format()}; {query_kernel.format()}")
+        clock = stage("train", clock, train_workspace(workspace, level))
+        dataset = predict_workspace(workspace)
+        covered = int(dataset["covered"].values.sum())
+        stage(
+            "predict",
+            clock,
+            f"predicted {dataset.sizes['query_id']} queries ({covered} covered by their amons); "
+            f"results in {workspace.location} (predictions/global), export with "
+            f"`amondask export {workspace.location}`",
+        )
+    dataset.attrs["summary"] = summary.format()
+    return dataset

@@ -1,0 +1,197 @@
+"""The training and prediction stages (global protocol) over a workspace.
+
+Training uses every amon conformer whose label at the chosen level has status ``ok`` (a
+``topology-changed`` or failed label is left out), the stored kernel ``kernels/amons-amons/K``
+(its rows and columns of those conformers) and :class:`amondask.models.AmonKRR` with a
+precomputed kernel: per-element linear baseline, lambda = ``amondask.models.alpha``. The fitted
+model goes to ``models/<name>/`` with the level and the training rows. Prediction takes the rows
+of ``kernels/amons-queries/K`` of the training conformers and writes ``predictions/<name>/``
+(query id, SMILES, energy, uncertainty, coverage, number of amons) in query order.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from amondask import config
+from amondask.errors import WorkspaceError
+from amondask.pipeline.kernel import amon_sigmas, open_kernel
+from amondask.pipeline.represent import open_representation
+from amondask.store.labels import labels_frame
+from amondask.store.table import Column, Table
+from amondask.store.workspace import Workspace
+
+KCAL_PER_MOL_PER_HARTREE = 627.509474
+PREDICTION_COLUMNS = {
+    "query": Column("int64"),
+    "id": Column("str"),
+    "smiles": Column("str"),
+    "energy_hartree": Column("float64"),
+    "uncertainty_hartree": Column("float64"),
+    "baseline_hartree": Column("float64"),
+    "covered": Column("bool"),
+    "n_amons": Column("int32"),
+    "n_train": Column("int32"),
+}
+
+
+@dataclass
+class TrainReport:
+    name: str
+    level_of_theory: str
+    n_train: int
+    n_left_out: int
+    solver: str
+
+    def format(self) -> str:
+        return (
+            f"model {self.name}: trained on {self.n_train} amon conformers at "
+            f"{self.level_of_theory} ({self.n_left_out} left out: failed or topology-changed "
+            f"labels), solved with {self.solver}"
+        )
+
+
+def _numbers_per_row(table, rows: np.ndarray) -> list[np.ndarray]:
+    offsets = table.offsets()
+    numbers = table.group["numbers"][: int(offsets[-1])]
+    return [numbers[offsets[r] : offsets[r + 1]] for r in rows.tolist()]
+
+
+def training_rows(workspace: Workspace, level: str) -> tuple[np.ndarray, np.ndarray, int]:
+    """Conformer rows with an ``ok`` label at ``level`` and their energies (hartree); also the
+    number of labeled rows left out."""
+    frame = labels_frame(workspace, level, "amons")
+    ok = frame["status"].to_numpy() == "ok"
+    rows = frame["source_row"].to_numpy()[ok].astype(np.int64)
+    energies = frame["energy_hartree"].to_numpy()[ok]
+    if not len(rows):
+        raise WorkspaceError(
+            f"no amon has an 'ok' label at {level!r}; run `amondask label` (see "
+            "`amondask info W --errors` for why labels failed)"
+        )
+    return rows, energies, int((~ok).sum())
+
+
+def _elements(workspace: Workspace) -> list[int]:
+    blocks, _ = open_representation(workspace, "amons")
+    return sorted(int(z) for z in blocks)
+
+
+def train_workspace(
+    workspace: Workspace,
+    level: str,
+    *,
+    name: str = "global",
+    alpha: float | None = None,
+    solver: str | None = None,
+) -> TrainReport:
+    """Fit the global model on the labeled amons and save it to ``models/<name>/``."""
+    import dask.array as da
+
+    from amondask.models import AmonKRR, element_count_matrix
+
+    rows, energies, left_out = training_rows(workspace, level)
+    kernel = da.from_zarr(open_kernel(workspace, "amons"))
+    train_kernel = kernel[rows][:, rows]
+    elements = _elements(workspace)
+    counts = element_count_matrix(_numbers_per_row(workspace.amons.conformers, rows), elements)
+    model = AmonKRR(
+        kernel="precomputed",
+        alpha=float(config.get("models.alpha", alpha)),
+        solver=str(config.get("models.solver", solver)),
+    )
+    model.fit(train_kernel, energies, element_counts=counts, elements=elements)
+    group = workspace.root.require_group(f"models/{name}")
+    model.save(group, overwrite=True)
+    if "train_rows" in group:
+        del group["train_rows"]
+    group.create_array("train_rows", data=rows)
+    group.attrs.update({"level_of_theory": level, "protocol": "global"})
+    return TrainReport(name, level, len(rows), left_out, model.solve_info_["method"])
+
+
+def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
+    """Predict every query with the model ``models/<name>/``; write ``predictions/<name>/``.
+
+    Returns the predictions as an xarray Dataset indexed by query id.
+    """
+    import dask.array as da
+
+    from amondask.models import AmonKRR, element_count_matrix, self_kernel
+
+    if not workspace.has(f"models/{name}"):
+        raise WorkspaceError(
+            f"workspace {workspace.location} has no model {name!r}; run the train stage first"
+        )
+    group = workspace.root[f"models/{name}"]
+    model = AmonKRR.load(group)
+    rows = group["train_rows"][:]
+    query_kernel = da.from_zarr(open_kernel(workspace, "queries"))[rows].T
+    queries = workspace.queries
+    all_rows = np.arange(queries.n_rows)
+    counts = element_count_matrix(_numbers_per_row(queries, all_rows), model.elements_.tolist())
+    blocks, n_queries = open_representation(workspace, "queries")
+    kernel_name = str(config.get("kernels.kernel"))
+    diagonal = self_kernel(
+        blocks, sigma=amon_sigmas(workspace, kernel_name), kernel=kernel_name, n_molecules=n_queries
+    )
+    ids = queries.read_text("id")
+    dataset = model.predict(
+        query_kernel,
+        element_counts=counts,
+        self_kernel_values=diagonal,
+        return_dataset=True,
+        query_ids=ids,
+    )
+    # Coverage also needs every query atom's element among the training elements.
+    trained = set(model.elements_.tolist())
+    offsets = queries.offsets()
+    numbers = queries.group["numbers"][: int(offsets[-1])]
+    element_covered = np.array(
+        [set(numbers[offsets[q] : offsets[q + 1]].tolist()) <= trained for q in all_rows]
+    )
+    dataset["covered"] = ("query_id", dataset["covered"].values & element_covered)
+    n_amons = np.asarray(workspace.amons.query_amon_matrix().getnnz(axis=1)).reshape(-1)
+    n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
+    dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
+    dataset.attrs.update({"level_of_theory": str(group.attrs["level_of_theory"]), "model": name})
+    _store_predictions(workspace, name, dataset, queries.read_text("smiles"))
+    return dataset
+
+
+def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
+    path = f"predictions/{name}"
+    if workspace.has(path):
+        del workspace.root[path]
+    table = Table.create(workspace.root, path, PREDICTION_COLUMNS, workspace.chunk_rows)
+    n = dataset.sizes["query_id"]
+    table.append(
+        {
+            "query": np.arange(n),
+            "id": [str(v) for v in dataset["query_id"].values],
+            "smiles": smiles,
+            "energy_hartree": dataset["energy"].values,
+            "uncertainty_hartree": dataset["uncertainty"].values,
+            "baseline_hartree": dataset["baseline_energy"].values,
+            "covered": dataset["covered"].values,
+            "n_amons": dataset["n_amons"].values,
+            "n_train": dataset["n_train"].values,
+        }
+    )
+    table.group.attrs.update({k: str(v) for k, v in dataset.attrs.items()})
+
+
+def predictions_frame(workspace: Workspace, name: str = "global") -> Any:
+    """The stored predictions as a pandas DataFrame (energies in hartree and kcal/mol)."""
+    path = f"predictions/{name}"
+    if not workspace.has(path):
+        raise WorkspaceError(f"workspace {workspace.location} has no predictions {name!r}")
+    frame = Table(workspace.root[path]).to_pandas(list(PREDICTION_COLUMNS))
+    frame["energy_minus_baseline_kcal_per_mol"] = (
+        frame["energy_hartree"] - frame["baseline_hartree"]
+    ) * KCAL_PER_MOL_PER_HARTREE
+    frame["uncertainty_kcal_per_mol"] = frame["uncertainty_hartree"] * KCAL_PER_MOL_PER_HARTREE
+    return frame
