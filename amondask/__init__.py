@@ -4,7 +4,10 @@ from amondask import config
 from amondask.amons import Amon, AmonConformer, extract_amons
 from amondask.chem import Molecule, ReadResult, iter_batches, iter_molecules, read_molecules
 from amondask.errors import AmondaskError, ErrorRecord
+from amondask.label import Label, get_labeler, label_many
+from amondask.models import AmonKRR
 from amondask.pipeline.extract import extract
+from amondask.pipeline.run import run
 from amondask.store import Workspace
 from amondask.store.amons import AmonStore
 
@@ -13,9 +16,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Amon",
     "AmonConformer",
+    "AmonKRR",
     "AmonStore",
     "AmondaskError",
     "ErrorRecord",
+    "Label",
     "Molecule",
     "ReadResult",
     "Workspace",
@@ -23,7 +28,10 @@ __all__ = [
     "config",
     "extract",
     "extract_amons",
+    "get_labeler",
     "iter_batches",
     "iter_molecules",
+    "label_many",
     "read_molecules",
+    "run",
 ]
