@@ -69,6 +69,9 @@ def format_summary(summary: dict) -> str:
         for target, statuses in targets.items():
             counts = ", ".join(f"{k}: {v}" for k, v in sorted(statuses.items()))
             lines.append(f"labels      {target} at {level}: {sum(statuses.values())} ({counts})")
+    for name in ("kernels", "models", "predictions"):
+        if summary.get(name):
+            lines.append(f"{name:<11} {', '.join(summary[name])}")
     errors = summary.get("errors")
     if errors and errors["total"]:
         by_stage = ", ".join(f"{k}: {v}" for k, v in errors["by_stage"].items())

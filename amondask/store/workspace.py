@@ -331,6 +331,9 @@ class Workspace:
             info["amons"] = self.amons.summary()
         if self.has("labels"):
             info["labels"] = self._label_summary()
+        for name in ("kernels", "models", "predictions"):
+            if self.has(name):
+                info[name] = sorted(self.root[name].group_keys())
         if self.has("errors"):
             frame = self.errors.to_pandas()
             info["errors"] = {
