@@ -185,3 +185,12 @@ def test_lists_and_files_without_ids_do_not_collide(tmp_path):
     assert workspace.queries.read_text("id") == ["0", "1", "2", "a:L1", "b:L1"]
     assert workspace.queries.read_text("key") == ["CCO", "CCC", "CCN", "CO", "CN"]
     assert not workspace.error_records()
+
+
+def test_fsspec_urls(tmp_path):
+    memory = Workspace("memory://amondask-test-ws.zarr")
+    memory.add_queries(read_molecules([("CCO", "a")]).molecules)
+    assert Workspace("memory://amondask-test-ws.zarr", mode="r").queries.read_text("id") == ["a"]
+    url = f"file://{tmp_path}/ws.zarr"
+    Workspace(url).add_queries(read_molecules([("CO", "b")]).molecules)
+    assert Workspace(tmp_path / "ws.zarr", mode="r").queries.read_text("key") == ["CO"]

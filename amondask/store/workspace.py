@@ -71,6 +71,8 @@ class Workspace:
         self.spec = str(store) if isinstance(store, Path) else store
         if isinstance(store, Path):
             store = str(store)
+        if isinstance(store, str) and store.startswith("file://"):
+            store = store[len("file://") :]  # a local directory: the plain path works best
         if isinstance(store, str) and "://" not in store:
             self._check_local_path(Path(store), mode)
         try:
