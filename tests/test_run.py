@@ -100,3 +100,35 @@ def test_cli_run_in_process(tmp_path, capsys):
     assert code == 0
     out = capsys.readouterr().out
     assert "predicted 2 queries" in out and "1 failed" in out and "time per stage" in out
+
+
+def test_per_query_protocol_equals_a_loop_of_small_models(finished):
+    """Each query's prediction equals an in-memory model fitted on that query's own amons."""
+    from amondask.models import AmonKRR
+    from amondask.pipeline.kernel import amon_sigmas
+    from amondask.pipeline.train import predict_per_query
+    from amondask.store.labels import label_table
+
+    path, _ = finished
+    workspace = Workspace(path)
+    level = get_labeler("xtb").level_of_theory
+    dataset = predict_per_query(workspace, level, client=SERIAL)
+    assert dataset.attrs["model"] == "per-query"
+    table = label_table(workspace, level, "amons")
+    relaxed = dict(zip(table.read("source_row").tolist(), table.molecules(), strict=True))
+    energies = dict(
+        zip(table.read("source_row").tolist(), table.read("energy_hartree"), strict=True)
+    )
+    conformers = workspace.amons.conformers.molecules()
+    qc = workspace.amons.query_conformers
+    pairs = list(zip(qc.read("query").tolist(), qc.read("conformer").tolist(), strict=True))
+    mbtypes = workspace.root["represent/aslatm"].attrs["mbtypes"]
+    sigma = amon_sigmas(workspace, "gaussian")
+    queries = workspace.queries.molecules()
+    for index, query in enumerate(queries):
+        own = sorted(c for q, c in pairs if q == index)
+        training = [conformers[c].with_positions(relaxed[c].positions) for c in own]
+        model = AmonKRR(sigma=sigma, mbtypes=mbtypes).fit(training, [energies[c] for c in own])
+        expected = model.predict([query])[0]
+        assert int(dataset["n_train"].values[index]) == len(own)
+        assert float(dataset["energy"].values[index]) == pytest.approx(expected, abs=1e-8)

@@ -28,9 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--protocol",
-        choices=["global"],
+        choices=["global", "per-query"],
         default="global",
-        help="one model on all amons (the per-query protocol is in the Python API)",
+        help="global: one model on all amons; per-query: the paper's, each query's own amons",
     )
     add_cluster_arguments(parser)
     add_progress_argument(parser)
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         max_heavy_atoms=args.max_heavy_atoms,
         rules=args.rules,
         labeler=labeler,
+        protocol=args.protocol,
         client=SERIAL if args.workers == 0 else None,
         scheduler=args.scheduler,
         n_workers=args.workers or None,

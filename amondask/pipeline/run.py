@@ -37,6 +37,7 @@ def run(
     max_heavy_atoms: int | None = None,
     rules: str | None = None,
     labeler: Any = None,
+    protocol: str = "global",
     client: Any = None,
     scheduler: str | None = None,
     n_workers: int | None = None,
@@ -46,7 +47,9 @@ def run(
     """Predict the energies of ``queries`` (a file, a list of SMILES/Molecules, or None for the
     workspace's own queries) from their amons; returns an xarray Dataset indexed by query id.
 
-    ``labeler``: a Labeler or a registry name (default GFN2-xTB). ``client``: a distributed
+    ``labeler``: a Labeler or a registry name (default GFN2-xTB). ``protocol``: ``"global"``
+    (one model on all labeled amons) or ``"per-query"`` (the paper's: each query's model uses
+    its own amons only; written as ``predictions/per-query``). ``client``: a distributed
     Client, :data:`~amondask.pipeline.tasks.SERIAL`, or None for the embedded LocalCluster (or
     ``scheduler``). With ``echo``, each stage's report is printed as it finishes.
     """
@@ -56,9 +59,11 @@ def run(
     from amondask.pipeline.kernel import kernel_workspace
     from amondask.pipeline.label import label_workspace
     from amondask.pipeline.represent import represent_workspace
-    from amondask.pipeline.train import predict_workspace, train_workspace
+    from amondask.pipeline.train import predict_per_query, predict_workspace, train_workspace
     from amondask.store.ingest import read_into_workspace
 
+    if protocol not in ("global", "per-query"):
+        raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     if labeler is None or isinstance(labeler, str):
@@ -101,15 +106,18 @@ def run(
         amon_kernel = kernel_workspace(workspace, cols="amons", client=active)
         query_kernel = kernel_workspace(workspace, cols="queries", client=active)
         clock = stage("kernel", clock, f"{amon_kernel.format()}; {query_kernel.format()}")
-        clock = stage("train", clock, train_workspace(workspace, level))
-        dataset = predict_workspace(workspace)
+        if protocol == "per-query":
+            dataset = predict_per_query(workspace, level, client=active)
+        else:
+            clock = stage("train", clock, train_workspace(workspace, level))
+            dataset = predict_workspace(workspace)
         covered = int(dataset["covered"].values.sum())
         stage(
             "predict",
             clock,
             f"predicted {dataset.sizes['query_id']} queries ({covered} covered by their amons); "
-            f"results in {workspace.location} (predictions/global), export with "
-            f"`amondask export {workspace.location}`",
+            f"results in {workspace.location} (predictions/{dataset.attrs['model']}), export "
+            f"with `amondask export {workspace.location} --model {dataset.attrs['model']}`",
         )
     dataset.attrs["summary"] = summary.format()
     return dataset

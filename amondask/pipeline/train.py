@@ -113,6 +113,50 @@ def train_workspace(
     return TrainReport(name, level, len(rows), left_out, model.solve_info_["method"])
 
 
+@dataclass
+class _QueryInputs:
+    """What predicting the queries needs besides the model: counts, k(q, q), ids, coverage."""
+
+    ids: list[str]
+    counts: np.ndarray
+    self_kernel: np.ndarray
+    elements_present: list[set[int]]
+
+
+def _query_inputs(workspace: Workspace, elements: list[int]) -> _QueryInputs:
+    from amondask.models import element_count_matrix, self_kernel
+
+    queries = workspace.queries
+    all_rows = np.arange(queries.n_rows)
+    per_query = _numbers_per_row(queries, all_rows)
+    blocks, n_queries = open_representation(workspace, "queries")
+    kernel_name = str(config.get("kernels.kernel"))
+    diagonal = self_kernel(
+        blocks, sigma=amon_sigmas(workspace, kernel_name), kernel=kernel_name, n_molecules=n_queries
+    )
+    return _QueryInputs(
+        ids=queries.read_text("id"),
+        counts=element_count_matrix(per_query, elements),
+        self_kernel=diagonal,
+        elements_present=[set(numbers.tolist()) for numbers in per_query],
+    )
+
+
+def _finish(
+    workspace: Workspace, dataset: Any, inputs: _QueryInputs, elements: set[int], name: str
+) -> Any:
+    """Element coverage, amon counts and provenance; store as ``predictions/<name>``."""
+    element_covered = np.array([present <= elements for present in inputs.elements_present])
+    dataset["covered"] = ("query_id", dataset["covered"].values & element_covered)
+    n_queries = len(inputs.ids)
+    n_amons = np.asarray(workspace.amons.query_amon_matrix().getnnz(axis=1)).reshape(-1)
+    n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
+    dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
+    dataset.attrs["model"] = name
+    _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
+    return dataset
+
+
 def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
     """Predict every query with the model ``models/<name>/``; write ``predictions/<name>/``.
 
@@ -120,7 +164,7 @@ def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
     """
     import dask.array as da
 
-    from amondask.models import AmonKRR, element_count_matrix, self_kernel
+    from amondask.models import AmonKRR
 
     if not workspace.has(f"models/{name}"):
         raise WorkspaceError(
@@ -130,36 +174,62 @@ def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
     model = AmonKRR.load(group)
     rows = group["train_rows"][:]
     query_kernel = da.from_zarr(open_kernel(workspace, "queries"))[rows].T
-    queries = workspace.queries
-    all_rows = np.arange(queries.n_rows)
-    counts = element_count_matrix(_numbers_per_row(queries, all_rows), model.elements_.tolist())
-    blocks, n_queries = open_representation(workspace, "queries")
-    kernel_name = str(config.get("kernels.kernel"))
-    diagonal = self_kernel(
-        blocks, sigma=amon_sigmas(workspace, kernel_name), kernel=kernel_name, n_molecules=n_queries
-    )
-    ids = queries.read_text("id")
+    inputs = _query_inputs(workspace, model.elements_.tolist())
     dataset = model.predict(
         query_kernel,
-        element_counts=counts,
-        self_kernel_values=diagonal,
+        element_counts=inputs.counts,
+        self_kernel_values=inputs.self_kernel,
         return_dataset=True,
-        query_ids=ids,
+        query_ids=inputs.ids,
     )
-    # Coverage also needs every query atom's element among the training elements.
-    trained = set(model.elements_.tolist())
-    offsets = queries.offsets()
-    numbers = queries.group["numbers"][: int(offsets[-1])]
-    element_covered = np.array(
-        [set(numbers[offsets[q] : offsets[q + 1]].tolist()) <= trained for q in all_rows]
+    dataset.attrs["level_of_theory"] = str(group.attrs["level_of_theory"])
+    return _finish(workspace, dataset, inputs, set(model.elements_.tolist()), name)
+
+
+def predict_per_query(
+    workspace: Workspace,
+    level: str,
+    *,
+    name: str = "per-query",
+    alpha: float | None = None,
+    client: Any = None,
+) -> Any:
+    """The paper's protocol: each query predicted by a model trained on its own amon conformers
+    only (those with an ``ok`` label at ``level``), in parallel over queries; the rows and columns
+    are sliced from the stored kernels. Writes ``predictions/<name>/``."""
+    import dask.array as da
+
+    from amondask.models import element_count_matrix, per_query_protocol
+    from amondask.pipeline.tasks import SERIAL
+
+    rows, energies, _ = training_rows(workspace, level)
+    position = {int(row): k for k, row in enumerate(rows.tolist())}
+    store = workspace.amons
+    pairs_query = store.query_conformers.read("query")
+    pairs_conformer = store.query_conformers.read("conformer")
+    own: list[list[int]] = [[] for _ in range(workspace.queries.n_rows)]
+    for query, conformer in zip(pairs_query.tolist(), pairs_conformer.tolist(), strict=True):
+        if conformer in position:
+            own[query].append(position[conformer])
+    elements = _elements(workspace)
+    inputs = _query_inputs(workspace, elements)
+    kernel = da.from_zarr(open_kernel(workspace, "amons"))
+    dataset = per_query_protocol(
+        kernel[rows][:, rows],
+        energies,
+        da.from_zarr(open_kernel(workspace, "queries"))[rows].T,
+        [sorted(indices) for indices in own],
+        amon_element_counts=element_count_matrix(
+            _numbers_per_row(store.conformers, rows), elements
+        ),
+        query_element_counts=inputs.counts,
+        query_self_kernel=inputs.self_kernel,
+        query_ids=inputs.ids,
+        alpha=float(config.get("models.alpha", alpha)),
+        scheduler="sync" if client is SERIAL else client,
     )
-    dataset["covered"] = ("query_id", dataset["covered"].values & element_covered)
-    n_amons = np.asarray(workspace.amons.query_amon_matrix().getnnz(axis=1)).reshape(-1)
-    n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
-    dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
-    dataset.attrs.update({"level_of_theory": str(group.attrs["level_of_theory"]), "model": name})
-    _store_predictions(workspace, name, dataset, queries.read_text("smiles"))
-    return dataset
+    dataset.attrs["level_of_theory"] = level
+    return _finish(workspace, dataset, inputs, set(elements), name)
 
 
 def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
