@@ -296,3 +296,26 @@ def test_csv_with_byte_order_mark_and_binary_csv(tmp_path):
     junk.write_bytes(bytes(range(256)) * 4)
     with pytest.raises(InputError, match="not UTF-8 text"):
         read_molecules(junk)
+
+
+def test_xyz_bicyclopentane_cross_ring_contact_is_not_a_bond(tmp_path):
+    """QM9 gdb 105: the 1.88 angstrom C1...C3 contact broke RDKit's default bond perception."""
+    atoms = """C -0.04457743 1.57042376 0.01104178
+C 1.47408968 1.22984265 -0.00672639
+C 1.16829931 0.14431094 1.06637449
+C 0.03912537 0.01620934 0.00242630
+C 1.14621190 0.15421908 -1.08267767
+H -0.43297940 2.03652309 0.92125393
+H -0.45229209 2.04572916 -0.88591629
+H 2.30711561 1.93440788 -0.01214045
+H 1.87347297 -0.68893115 1.13733056
+H 0.87209634 0.50200285 2.05682325
+H -0.79393529 -0.68831643 0.00764131
+H 0.82998902 0.52071432 -2.06362038
+H 1.84971192 -0.67827993 -1.17564181
+"""
+    path = tmp_path / "q.xyz"
+    path.write_text(f"13\nid=qm9_000105\n{atoms}")
+    molecule = read_molecules(path).molecules[0]
+    assert molecule.key == "C1C2CC1C2"  # QM9's SMILES: bicyclo[1.1.1]pentane
+    assert len(molecule.bonds) == 14

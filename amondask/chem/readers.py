@@ -448,14 +448,38 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
     mol = rw.GetMol()
     mol.AddConformer(conf, assignId=True)
     charge = int(float(info.get("charge", 0) or 0))
-    try:
-        rdDetermineBonds.DetermineBonds(mol, charge=charge)
-    except Exception as exc:
-        raise SanitizationError(
-            f"cannot perceive bonds from the coordinates ({str(exc).strip()[:120]}); check the "
-            "geometry (units must be angstrom) or give the molecule as SDF with bonds"
-        ) from exc
-    return molecule_from_parsed(mol, record.record_id, metadata=record.metadata)
+    return molecule_from_parsed(
+        perceive_bonds_from_geometry(mol, charge), record.record_id, metadata=record.metadata
+    )
+
+
+#: Ways to find the bonds of a bare geometry, tried in order (RDKit's rdDetermineBonds):
+#: covalent radii times 1.15 first (the 1.3 of RDKit's default also bonds the 1.87 angstrom
+#: cross-ring C...C of bicyclo[1.1.1]pentanes: 5% of QM9 failed that way), then RDKit's
+#: connect-the-dots default, then radii times 1.25 (long bonds such as a 1.62 angstrom ring N-O).
+BOND_PERCEPTION = (("vdw", 1.15), ("dots", 1.3), ("vdw", 1.25))
+
+
+def perceive_bonds_from_geometry(mol: Chem.Mol, charge: int = 0) -> Chem.Mol:
+    """``mol`` (atoms and a 3D conformer, no bonds) with bonds and bond orders perceived.
+
+    Raises SanitizationError when no method of :data:`BOND_PERCEPTION` gives a valid structure.
+    """
+    problems = []
+    for method, factor in BOND_PERCEPTION:
+        attempt = Chem.Mol(mol)
+        try:
+            rdDetermineBonds.DetermineConnectivity(
+                attempt, charge=charge, covFactor=factor, useVdw=method == "vdw"
+            )
+            rdDetermineBonds.DetermineBondOrders(attempt, charge=charge)
+            return attempt
+        except Exception as exc:
+            problems.append(str(exc).strip()[:100])
+    raise SanitizationError(
+        f"cannot perceive bonds from the coordinates ({problems[0]}); check the geometry "
+        "(units must be angstrom) or give the molecule as SDF with bonds"
+    )
 
 
 _CONVERTERS = {
