@@ -215,7 +215,7 @@ def out_of_core(
     sampler.start()
     with (
         distributed.LocalCluster(
-            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+            n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
             memory_limit="6GiB",
         ) as cluster,
         distributed.Client(cluster),

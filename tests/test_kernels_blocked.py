@@ -208,7 +208,7 @@ def test_suggested_block_size():
 def test_two_worker_processes_match_one_thread(store, data):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(
-        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None
+        n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
     ) as cluster, distributed.Client(cluster) as client:  # fmt: skip
         assert len(client.scheduler_info()["workers"]) == 2
         out = store.require_group("kernels/cluster")
