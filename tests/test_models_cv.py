@@ -40,6 +40,9 @@ def brute_force_table(molecules, y, kernel_name, folds):
             errors = []
             for fold in range(N_FOLDS):
                 train, held_out = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+                # held-out molecules with an element the training part lacks are left out
+                absent = counts[train].sum(axis=0) == 0
+                held_out = [i for i in held_out if not (counts[i][absent] > 0).any()]
                 model = AmonKRR(kernel="precomputed", alpha=alpha, solver="scipy")
                 model.fit(kernel[np.ix_(train, train)], y[train], element_counts=counts[train])
                 predicted = model.predict(
@@ -104,6 +107,31 @@ def test_cv_with_a_precomputed_kernel_is_over_lambda(data):
     assert from_kernel.best_estimator.alpha == from_kernel.best_alpha
     with pytest.raises(ModelError, match="fixed widths"):
         AmonKRR(kernel="precomputed").cv(kernel, y, sigma_scales=(1.0, 2.0), element_counts=counts)
+
+
+def test_molecules_with_an_element_absent_from_the_training_folds_are_left_out(data):
+    molecules, y = data
+    from test_models_data import qm9_small
+
+    all_molecules, all_energies = qm9_small()
+    fluorine = [i for i, (n, _) in enumerate(all_molecules) if 9 in n][:1]
+    keep = [i for i, (n, _) in enumerate(molecules) if 9 not in n]
+    with_one_f = [molecules[i] for i in keep] + [all_molecules[fluorine[0]]]
+    energies = np.r_[y[keep], all_energies[fluorine]]
+    result = AmonKRR().cv(
+        with_one_f, energies, sigma_scales=(1.0,), alphas=ALPHAS, n_folds=N_FOLDS, refit=False
+    )
+    assert (result.table.n_excluded == 1).all()
+    assert result.table.mae_kcal_per_mol.max() < 100  # not swamped by the lone F molecule
+    without = AmonKRR().cv(
+        with_one_f[:-1],
+        energies[:-1],
+        sigma_scales=(1.0,),
+        alphas=ALPHAS,
+        n_folds=N_FOLDS,
+        refit=False,
+    )
+    assert (without.table.n_excluded == 0).all()
 
 
 def test_fold_assignment():

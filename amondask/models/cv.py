@@ -4,7 +4,9 @@ The grid is (sigma scale s) x (lambda): the model with widths s * sigma_Z (sigma
 model's widths, e.g. the authors' per-element rule on the whole training set: it depends on the
 representations only, not on the labels) and ridge lambda. Errors are mean absolute errors of
 the held-out energies in kcal/mol, baseline included (the baseline is refitted on each training
-fold).
+fold). A held-out molecule with an element absent from its fold's training part is left out of
+the error (and counted in ``n_excluded``): the model cannot predict it at any grid point (no
+baseline energy for that element) and its error of ~100 hartree would hide every difference.
 
 Reuse, so that a grid costs little more than one fit:
 
@@ -45,7 +47,8 @@ class CrossValidation:
 
     Attributes:
         table: one row per grid point: ``sigma_scale``, ``alpha``, ``mae_kcal_per_mol`` (mean
-            over folds), ``mae_std_kcal_per_mol`` (spread over folds) and ``fold_<k>`` columns.
+            over folds), ``mae_std_kcal_per_mol`` (spread over folds), ``n_excluded`` (held-out
+            molecules left out as not covered, see below) and ``fold_<k>`` columns.
         best_sigma_scale, best_alpha: the grid point with the lowest mean MAE.
         best_sigma: {Z: sigma_Z} of the best point (None with a precomputed kernel).
         best_estimator: the base estimator with the best sigma and alpha, refitted on all data
@@ -117,16 +120,32 @@ def _fold_errors(
     counts: np.ndarray | None,
     folds: np.ndarray,
     alphas: Sequence[float],
-) -> np.ndarray:
-    """(n_alphas, n_folds) MAE (kcal/mol) of each lambda on each held-out fold."""
+    use_baseline: bool,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(n_alphas, n_folds) MAE (kcal/mol) of each lambda on each held-out fold, and (n_folds,)
+    the number of held-out molecules left out of it.
+
+    A held-out molecule with an element that no molecule of the fold's training part has is
+    left out (it is not covered: its baseline has no energy for that element, an error of
+    ~100 hartree per atom that would swamp every grid point alike).
+    """
     n_folds = int(folds.max()) + 1
     errors = np.empty((len(alphas), n_folds))
+    excluded = np.zeros(n_folds, dtype=np.int64)
     for fold in range(n_folds):
         train, held_out = np.flatnonzero(folds != fold), np.flatnonzero(folds == fold)
+        if counts is not None:
+            missing = counts[train].sum(axis=0) == 0
+            covered = ~np.any(counts[held_out][:, missing] > 0, axis=1)
+            excluded[fold] = int(np.sum(~covered))
+            held_out = held_out[covered]
+        if len(held_out) == 0:
+            errors[:, fold] = np.nan
+            continue
         targets = energies[train]
         baseline_train = np.zeros(len(train))
         baseline_held_out = np.zeros(len(held_out))
-        if counts is not None:
+        if use_baseline:
             coefficients = fit_element_baseline(counts[train], targets)
             baseline_train = counts[train] @ coefficients
             baseline_held_out = counts[held_out] @ coefficients
@@ -136,7 +155,7 @@ def _fold_errors(
         for a, alpha in enumerate(alphas):
             predicted = held_out_basis @ (projected / (eigenvalues + alpha)) + baseline_held_out
             errors[a, fold] = np.mean(np.abs(predicted - energies[held_out]))
-    return errors * KCAL_PER_MOL_PER_HARTREE
+    return errors * KCAL_PER_MOL_PER_HARTREE, excluded
 
 
 def cross_validate(
@@ -192,8 +211,7 @@ def cross_validate(
         counts = None if element_counts is None else np.asarray(element_counts, np.float64)
         if use_baseline and counts is None:
             raise ModelError("baseline='per-element' needs element_counts with a precomputed K")
-        baseline_counts = counts if use_baseline else None
-        errors = {1.0: _fold_errors(kernel, energies, baseline_counts, folds, alphas)}
+        errors = {1.0: _fold_errors(kernel, energies, counts, folds, alphas, use_baseline)}
     else:
         molecules = list(X)
         numbers_list = [molecule_arrays(m)[0] for m in molecules]
@@ -210,7 +228,7 @@ def cross_validate(
             if isinstance(estimator.sigma, str)
             else probe._resolve_sigma(blocks)
         )
-        counts = element_count_matrix(numbers_list, training_elements) if use_baseline else None
+        counts = element_count_matrix(numbers_list, training_elements)
         limit = int(config.get("models.cv-distance-cache-bytes"))
         cache = None
         if _distance_bytes(blocks) <= limit:
@@ -224,23 +242,30 @@ def cross_validate(
                 kernel = local_kernel(
                     blocks, sigma=sigma, kernel=estimator.kernel, n_row_molecules=len(molecules)
                 )
-            errors[scale] = _fold_errors(kernel, energies, counts, folds, alphas)
+            errors[scale] = _fold_errors(kernel, energies, counts, folds, alphas, use_baseline)
             del kernel
 
     rows = []
     for scale in sigma_scales if estimator.kernel != "precomputed" else [1.0]:
         for a, alpha in enumerate(alphas):
-            per_fold = errors[scale][a]
+            fold_errors, excluded = errors[scale]
+            per_fold = fold_errors[a]
             row = {
                 "sigma_scale": scale,
                 "alpha": alpha,
-                "mae_kcal_per_mol": float(per_fold.mean()),
-                "mae_std_kcal_per_mol": float(per_fold.std()),
+                "mae_kcal_per_mol": float(np.nanmean(per_fold)),
+                "mae_std_kcal_per_mol": float(np.nanstd(per_fold)),
+                "n_excluded": int(excluded.sum()),
             }
             row.update({f"fold_{k}": float(v) for k, v in enumerate(per_fold)})
             rows.append(row)
     table = pd.DataFrame(rows)
-    best = table.iloc[int(np.argmin(table["mae_kcal_per_mol"].to_numpy()))]
+    mean_errors = table["mae_kcal_per_mol"].to_numpy()
+    if np.all(np.isnan(mean_errors)):
+        raise ModelError(
+            "no held-out molecule is covered by its training folds; use fewer folds or more data"
+        )
+    best = table.iloc[int(np.nanargmin(mean_errors))]
     best_scale, best_alpha = float(best["sigma_scale"]), float(best["alpha"])
     best_sigma = None if base_sigma is None else {z: best_scale * s for z, s in base_sigma.items()}
     best_estimator = None

@@ -40,6 +40,10 @@ def prediction_dataset(
       to a same-element training atom (NaN when the kernel was precomputed).
     """
     n_query = len(query_ids)
+    if np.shape(energy_hartree) != (n_query,):
+        raise ValueError(
+            f"{n_query} query ids for {np.shape(energy_hartree)} energies; give one id per query"
+        )
     protocols = [protocol] * n_query if isinstance(protocol, str) else list(protocol)
     if baseline_hartree is None:
         baseline_hartree = np.full(n_query, np.nan)
