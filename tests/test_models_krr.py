@@ -255,3 +255,24 @@ def test_qm9_accuracy_well_below_the_baseline_alone():
     # the uncertainty ranks the errors: the larger half of it holds most of the error
     ranked = np.argsort(dataset.uncertainty.values)
     assert krr_error[ranked[25:]].sum() > 2 * krr_error[ranked[:25]].sum()
+
+
+def test_molecule_objects_and_their_ids(small_set):
+    from amondask.chem import Molecule
+
+    def as_molecule(pair, name):
+        numbers, positions = pair
+        return Molecule(id=name, numbers=numbers, bonds=np.zeros((0, 3)), positions=positions)
+
+    train = [as_molecule(p, f"t{i}") for i, p in enumerate(small_set["train"])]
+    test = [as_molecule(p, f"qm9-{i}") for i, p in enumerate(small_set["test"])]
+    model = AmonKRR().fit(train, small_set["y_train"])
+    dataset = model.predict(test, return_dataset=True)
+    assert dataset.query_id.values.tolist() == [m.id for m in test]
+    np.testing.assert_array_equal(
+        dataset.energy.values,
+        AmonKRR().fit(small_set["train"], small_set["y_train"]).predict(small_set["test"]),
+    )
+    graph_only = Molecule(id="no-3d", numbers=[6, 1, 1, 1, 1], bonds=np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="no 3D positions"):
+        model.predict([graph_only])
