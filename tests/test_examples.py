@@ -43,3 +43,45 @@ def test_quickstart_script(tmp_path, examples_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "30 queries" in result.stdout
+
+
+def test_batch_job_script_on_a_local_cluster(tmp_path, examples_dir):
+    queries = tmp_path / "few.smi"
+    queries.write_text("CCO ethanol\nCC=O acetaldehyde\nCCN ethylamine\nC1CC broken\n")
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(examples_dir / "batch_job.py"),
+            str(queries),
+            str(tmp_path / "ws.zarr"),
+            "--max-heavy-atoms",
+            "2",
+            "--workers",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "predicted 3 queries" in result.stdout
+    for name in ("ethanol", "acetaldehyde", "ethylamine"):
+        assert name in result.stdout
+
+
+def test_example_config_lists_every_option(examples_dir):
+    import yaml
+
+    from amondask.config import _DEFAULTS_FILE
+
+    def keys(tree, prefix=""):
+        out = set()
+        for key, value in tree.items():
+            out.add(prefix + key)
+            if isinstance(value, dict):
+                out |= keys(value, prefix + key + ".")
+        return out
+
+    packaged = yaml.safe_load(open(_DEFAULTS_FILE))
+    example = yaml.safe_load(open(examples_dir / "amondask.yaml"))
+    assert keys(example) == keys(packaged)
