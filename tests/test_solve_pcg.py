@@ -271,3 +271,14 @@ def test_two_worker_processes_zarr_and_recomputed(process_client, problem, refer
         recomputed = pcg_solve(provider, targets, regularization, tolerance=1e-9)
     assert len({task["worker"] for task in task_stream.data}) == 2
     assert relative_error(recomputed.x, reference) < 1e-6
+
+
+def test_unreachable_tolerance_stops_at_the_rounding_floor_and_says_so():
+    _, kernel, targets, regularization = kernel_problem(1000, rhs=1, condition=1e10)
+    direct = reference_solution(kernel, targets, regularization)
+    floor = true_relative_residual(kernel, direct[:, None], targets[:, None], regularization)
+    with pytest.warns(SolverWarning, match="attainable accuracy"):
+        result = pcg_solve(kernel, targets, regularization, tolerance=1e-14, landmarks=300)
+    assert result.info["stagnated"] and not result.converged
+    assert result.iterations < 1000  # stopped, did not run to the cap
+    assert result.residual < 10 * floor  # as accurate as the direct solve
