@@ -32,6 +32,14 @@ With n the size of K, ``fraction = amondask.solve.memory-fraction`` (0.6) and
 
 Pass ``method=`` (or set ``amondask.solve.method``) to override; the reason for an automatic
 choice is in ``result.info["choice"]``.
+
+Why this order (``benchmarks/bench_solve.py``, 2 cores shared with other jobs): at n = 16000
+(K from Zarr) scipy took 55 s and 2.2 GiB, our tiled dask Cholesky 49-91 s on threads and
+61-157 s on 2 worker processes, PCG 79 s (22 iterations, of which 52 s Nystrom set-up) and
+1.3 GiB. On one machine the in-memory factorization is as fast as anything and exact, so it
+comes first; the blocked Cholesky pays off when the cluster has memory (and cores) this process
+lacks; PCG is the only one that needs neither (n = 60000, K 26.8 GiB on disk: 22 iterations,
+21 min, 3.2 GiB peak).
 """
 
 from __future__ import annotations
