@@ -9,7 +9,8 @@ settings (aSLATM dgrid 0.04, per-element sigma_Z, lambda 1e-4, per-element basel
 Reported:
 
 * learning curve: per training size, fit and predict wall time, MAE / median / max absolute
-  error (kcal/mol) of the model and of its baseline alone, the share of test molecules covered,
+  error (kcal/mol) of the model and of its baseline alone over the test molecules it predicts
+  (not those with an element absent from training: energy NaN, counted), the share covered,
   and how the uncertainty ranks the errors (Spearman rank correlation; share of the errors
   > 2 kcal/mol among the 10% most uncertain);
 * cross-validation at ``--cv-size``: 5-fold over sigma scales x lambdas, its wall time, the
@@ -86,18 +87,24 @@ def learning_curve(molecules, energies, train_order, test, sizes) -> list[dict]:
         predict_s = time.perf_counter() - started
         errors = (dataset.energy.values - energies[test]) * KCAL_PER_MOL_PER_HARTREE
         baseline = (dataset.baseline_energy.values - energies[test]) * KCAL_PER_MOL_PER_HARTREE
-        uncertainty = dataset.uncertainty.values
+        # NaN: a test molecule with an element no training molecule has (no prediction)
+        predicted = np.isfinite(errors)
+        covered = dataset.covered.values
+        errors, baseline = errors[predicted], baseline[predicted]
+        uncertainty = dataset.uncertainty.values[predicted]
         top = uncertainty >= np.quantile(uncertainty, 0.9)
         bad = np.abs(errors) > 2.0
+        flagged = ~covered[predicted]
         row = {
             "n_train": int(size),
             "fit_s": fit_s,
             "predict_s": predict_s,
+            "n_not_predicted": int((~predicted).sum()),
             "model": error_summary(errors),
             "baseline_only": error_summary(baseline),
-            "covered_share": float(dataset.covered.values.mean()),
-            "mae_uncovered": float(np.abs(errors[~dataset.covered.values]).mean())
-            if (~dataset.covered.values).any()
+            "covered_share": float(covered.mean()),
+            "mae_predicted_but_uncovered": float(np.abs(errors[flagged]).mean())
+            if flagged.any()
             else None,
             "spearman_uncertainty_error": float(spearmanr(uncertainty, np.abs(errors))[0]),
             "bad_share_in_top10pct_uncertainty": float(bad[top].sum() / max(bad.sum(), 1)),
@@ -109,12 +116,20 @@ def learning_curve(molecules, energies, train_order, test, sizes) -> list[dict]:
             f"{size:6d} fit {fit_s:7.1f}s predict {predict_s:6.1f}s | "
             f"MAE {row['model']['mae']:6.2f} median {row['model']['median']:5.2f} "
             f"max {row['model']['max']:6.1f} | baseline "
-            f"{row['baseline_only']['mae']:6.2f} | covered {row['covered_share']:.3f} | "
+            f"{row['baseline_only']['mae']:6.2f} | covered {row['covered_share']:.3f} "
+            f"(no prediction {row['n_not_predicted']}) | "
             f"rho(unc,|err|) {row['spearman_uncertainty_error']:.2f} | bad in top-10% unc "
             f"{row['bad_share_in_top10pct_uncertainty']:.2f} of {row['n_bad']}",
             flush=True,
         )
     return rows
+
+
+def nan_mae(model, molecules, energies) -> float:
+    """MAE (kcal/mol) over the molecules the model predicts (not NaN)."""
+    from amondask.models import KCAL_PER_MOL_PER_HARTREE
+
+    return float(np.nanmean(np.abs(model.predict(molecules) - energies)) * KCAL_PER_MOL_PER_HARTREE)
 
 
 def cross_validation(molecules, energies, train, test) -> dict:
@@ -139,8 +154,8 @@ def cross_validation(molecules, energies, train, test) -> dict:
         "cv_mae_default": float(
             result.table.query("sigma_scale == 1.0 and alpha == 1e-4").mae_kcal_per_mol.iloc[0]
         ),
-        "test_mae_best": result.best_estimator.mae_kcal_per_mol(test_molecules, energies[test]),
-        "test_mae_default": default.mae_kcal_per_mol(test_molecules, energies[test]),
+        "test_mae_best": nan_mae(result.best_estimator, test_molecules, energies[test]),
+        "test_mae_default": nan_mae(default, test_molecules, energies[test]),
         "table": result.table[["sigma_scale", "alpha", "mae_kcal_per_mol"]].to_dict("records"),
     }
     print(
@@ -208,11 +223,12 @@ def protocols(molecules, energies, pool, test, amons_per_query: int, seed: int) 
     out["global_s"] = time.perf_counter() - started
     truth = energies[test]
     out["per_query_mae"] = float(
-        np.mean(np.abs(dataset.energy.values - truth)) * KCAL_PER_MOL_PER_HARTREE
+        np.nanmean(np.abs(dataset.energy.values - truth)) * KCAL_PER_MOL_PER_HARTREE
     )
     out["global_mae"] = float(
-        np.mean(np.abs(global_dataset.energy.values - truth)) * KCAL_PER_MOL_PER_HARTREE
+        np.nanmean(np.abs(global_dataset.energy.values - truth)) * KCAL_PER_MOL_PER_HARTREE
     )
+    out["per_query_not_predicted"] = int(np.isnan(dataset.energy.values).sum())
     print(
         f"protocols: {len(queries)} queries x {amons_per_query} amons (of {len(pool)}): per-query "
         f"sync {out['per_query_sync_s']:.2f}s, threads {out['per_query_threads_s']:.2f}s, "

@@ -197,17 +197,19 @@ def test_query_with_an_element_absent_from_training_is_flagged_not_a_crash():
     queries = [molecules[i] for i in with_fluorine] + [molecules[without_fluorine[0]]]
     dataset = model.predict(queries, return_dataset=True)
     assert dataset.covered.values.tolist() == [False, False, False, True]
-    assert np.isfinite(dataset.energy.values).all()
+    for name in ("energy", "uncertainty", "baseline_energy"):
+        values = dataset[name].values
+        assert np.isnan(values[:3]).all() and np.isfinite(values[3]), name
+    assert np.isnan(model.predict(queries)[:3]).all()
     # the known atoms are represented as if the F atoms were not there (blocks without F only
-    # see the other atoms), so the kernel equals that of the molecules with F removed
+    # see the other atoms): the same rows as the molecules with F removed
+    blocks, unknown, _ = model._basis().represent(queries)
+    assert unknown.tolist() == [int(np.sum(n == 9)) for n, _ in queries]
     stripped = [(n[n != 9], p[n != 9]) for n, p in queries]
-    blocks = element_blocks(stripped, model.mbtypes_, dgrid=AUTHORS_DGRID)
-    train_blocks = element_blocks(train, model.mbtypes_, dgrid=AUTHORS_DGRID)
-    k_stripped = local_kernel(
-        blocks, train_blocks, sigma=model.sigma_, n_row_molecules=len(stripped)
-    )
-    kernel_part = dataset.energy.values - dataset.baseline_energy.values
-    np.testing.assert_allclose(kernel_part, k_stripped @ model.dual_coef_, rtol=1e-10)
+    expected = element_blocks(stripped, model.mbtypes_, dgrid=AUTHORS_DGRID)
+    for z in model.elements_.tolist():
+        np.testing.assert_array_equal(blocks[z].molecule_index, expected[z].molecule_index)
+        np.testing.assert_allclose(blocks[z].x, expected[z].x, rtol=1e-12, atol=1e-300)
 
 
 def test_sklearn_conventions(small_set):

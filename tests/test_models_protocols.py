@@ -137,7 +137,8 @@ def test_query_without_amons_and_uncovered_element(problem):
     dataset = per_query_protocol(**{**problem, "query_amons": amons}, scheduler="sync")
     assert np.isnan(dataset.energy.values[0]) and not dataset.covered.values[0]
     assert dataset.n_train.values[0] == 0
-    assert not dataset.covered.values[1] and np.isfinite(dataset.energy.values[1])
+    assert not dataset.covered.values[1] and np.isnan(dataset.energy.values[1])
+    assert np.isfinite(dataset.energy.values[2:]).all()
     with pytest.raises(ModelError, match="out of range"):
         per_query_protocol(**{**problem, "query_amons": [np.array([999])] * len(amons)})
 

@@ -32,7 +32,10 @@ molecule interface, every atom's largest atom-kernel value to a same-element tra
 at least ``coverage_threshold`` (default ``amondask.models.coverage-threshold`` = 0.5: with the
 authors' sigma_Z the two farthest training atoms of one element score 0.5, so an uncovered atom
 is farther from all of training than those two are from each other). With a precomputed kernel
-only the element test is possible.
+only the element test is possible. A query with an atom of an element that no training molecule
+contains gets energy, baseline and uncertainty NaN (the baseline has no energy for that
+element: any number would be off by ~100 hartree per atom) and ``covered=False``; it is not an
+error, so one such query does not stop a batch.
 """
 
 from __future__ import annotations
@@ -531,10 +534,14 @@ class AmonKRR:
         covered = np.ones(n_query, dtype=bool)
         if counts is not None and self.train_element_totals_ is not None:
             covered = ~np.any((counts > 0) & (self.train_element_totals_[None, :] == 0), axis=1)
+        energy = kernel_part + baseline
+        uncertainty = np.sqrt(variance)
+        for values in (energy, baseline, uncertainty):
+            values[~covered] = np.nan  # an element without training atoms: no prediction
         return {
-            "energy": kernel_part + baseline,
+            "energy": energy,
             "baseline": baseline,
-            "uncertainty": np.sqrt(variance),
+            "uncertainty": uncertainty,
             "covered": covered,
         }
 
@@ -559,16 +566,20 @@ class AmonKRR:
         counts = element_count_matrix(numbers_list, self.elements_)
         baseline = self._baseline_part(counts, n_query)
         energy = query_kernel @ self.dual_coef_ + baseline
+        missing_element = (unknown > 0) | (extra > 0)
+        energy[missing_element] = np.nan  # an element without training atoms: no prediction
+        baseline[missing_element] = np.nan
         parts = {"energy": energy, "baseline": baseline}
         if with_details:
             diagonal = self_kernel(
                 blocks, sigma=self.sigma_, kernel=self.kernel, n_molecules=n_query
             )
-            variance = self._posterior_variance(query_kernel, diagonal)
+            uncertainty = np.sqrt(self._posterior_variance(query_kernel, diagonal))
+            uncertainty[missing_element] = np.nan
             threshold = float(config.get("models.coverage-threshold", self.coverage_threshold))
             parts.update(
-                uncertainty=np.sqrt(variance),
-                covered=(unknown == 0) & (extra == 0) & (similarity >= threshold),
+                uncertainty=uncertainty,
+                covered=~missing_element & (similarity >= threshold),
                 similarity=similarity,
             )
         return parts
