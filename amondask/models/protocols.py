@@ -142,6 +142,40 @@ def _check_inputs(
     return n_amons, n_queries
 
 
+def _distributed_client(scheduler: Any) -> Any:
+    """The distributed Client to run on: ``scheduler`` itself when it is one, the default Client
+    when ``scheduler`` is None and one is active, else None (a local dask scheduler)."""
+    if scheduler is not None:
+        return scheduler if hasattr(scheduler, "scatter") and hasattr(scheduler, "submit") else None
+    try:
+        from distributed import default_client
+
+        return default_client()
+    except (ImportError, ValueError):
+        return None
+
+
+def _run_tasks(
+    function: Any, shared: dict[str, Any], arguments: list[tuple], scheduler: Any
+) -> list[dict[str, np.ndarray]]:
+    """``function(_Handle(shared), *args)`` for each args tuple, in order, on ``scheduler``.
+
+    On a distributed Client the shared inputs are scattered to every worker once (not put in
+    the task graph, which would copy large kernels through the scheduler); on a local
+    scheduler they enter the graph once as one key.
+    """
+    if not arguments:
+        return []
+    client = _distributed_client(scheduler)
+    if client is not None:
+        handle = client.scatter(_Handle(shared), broadcast=True, hash=False)
+        futures = [client.submit(function, handle, *args, pure=False) for args in arguments]
+        return client.gather(futures)
+    handle = dask.delayed(_Handle(shared), traverse=False)
+    tasks = [dask.delayed(function)(handle, *args) for args in arguments]
+    return list(dask.compute(*tasks, scheduler=scheduler))
+
+
 def _default_queries_per_task(n_queries: int, scheduler: Any) -> int:
     threads = os.cpu_count() or 1
     if hasattr(scheduler, "nthreads"):  # a distributed Client
@@ -180,8 +214,10 @@ def per_query_protocol(
         query_ids: ids for the Dataset (default 0..n_queries-1).
         alpha: lambda of every query's model.
         baseline: ``"per-element"`` (fitted on the query's amons) or None.
-        scheduler: passed to :func:`dask.compute`: None (dask's default: the active Client or
-            threads), ``"sync"``, ``"threads"``, ``"processes"`` or a ``distributed.Client``.
+        scheduler: a ``distributed.Client`` (the shared inputs are scattered to every worker
+            once), or a local dask scheduler name for :func:`dask.compute` (``"sync"``,
+            ``"threads"``, ``"processes"``); None: the active default Client if there is one,
+            else dask's default (threads).
         queries_per_task: queries per task (None: ``amondask.models.queries-per-task``, else
             about four tasks per worker thread).
 
@@ -206,28 +242,19 @@ def per_query_protocol(
             raise ModelError(f"query {query}: repeated amon indices; give each amon once")
     per_task = config.get("models.queries-per-task", queries_per_task)
     per_task = int(per_task) if per_task else _default_queries_per_task(n_queries, scheduler)
-    handle = dask.delayed(
-        _Handle(
-            {
-                "amon_kernel": amon_kernel,
-                "amon_energies": amon_energies,
-                "query_amon_kernel": query_amon_kernel,
-                "amon_element_counts": amon_counts,
-                "query_element_counts": query_counts,
-                "query_self_kernel": diagonal,
-            }
-        ),
-        traverse=False,
-    )
-    tasks = []
+    shared = {
+        "amon_kernel": amon_kernel,
+        "amon_energies": amon_energies,
+        "query_amon_kernel": query_amon_kernel,
+        "amon_element_counts": amon_counts,
+        "query_element_counts": query_counts,
+        "query_self_kernel": diagonal,
+    }
+    arguments = []
     for start in range(0, n_queries, per_task):
         indices = np.arange(start, min(start + per_task, n_queries))
-        tasks.append(
-            dask.delayed(_per_query_task)(
-                handle, indices, [amon_lists[i] for i in indices], float(alpha), baseline
-            )
-        )
-    results = dask.compute(*tasks, scheduler=scheduler) if tasks else []
+        arguments.append((indices, [amon_lists[i] for i in indices], float(alpha), baseline))
+    results = _run_tasks(_per_query_task, shared, arguments, scheduler)
     merged = {
         key: np.concatenate([r[key] for r in results]) if results else np.zeros(0)
         for key in ("energy", "baseline", "uncertainty", "covered", "n_train")
@@ -368,14 +395,10 @@ def per_query_molecules(
     n_queries = len(queries)
     per_task = config.get("models.queries-per-task", queries_per_task)
     per_task = int(per_task) if per_task else _default_queries_per_task(n_queries, scheduler)
-    handle = dask.delayed(
-        _Handle({"amons": amons, "amon_energies": amon_energies, "queries": queries}),
-        traverse=False,
-    )
+    shared = {"amons": amons, "amon_energies": amon_energies, "queries": queries}
     params = estimator.get_params()
-    tasks = [
-        dask.delayed(_per_query_molecules_task)(
-            handle,
+    arguments = [
+        (
             np.arange(start, min(start + per_task, n_queries)),
             amon_lists[start : start + per_task],
             params,
@@ -383,7 +406,7 @@ def per_query_molecules(
         )
         for start in range(0, n_queries, per_task)
     ]
-    results = dask.compute(*tasks, scheduler=scheduler) if tasks else []
+    results = _run_tasks(_per_query_molecules_task, shared, arguments, scheduler)
     keys = ("energy", "baseline", "uncertainty", "covered", "n_train", "similarity")
     merged = {
         key: np.concatenate([r[key] for r in results]) if results else np.zeros(0) for key in keys
