@@ -29,10 +29,12 @@ with the signal variance s^2 set to its maximum-likelihood value (y - N e)^T alp
 
 Coverage: a query is covered when every atom has an element present in training and, with the
 molecule interface, every atom's largest atom-kernel value to a same-element training atom is
-at least ``coverage_threshold`` (default ``amondask.models.coverage-threshold`` = 0.5: with the
-authors' sigma_Z the two farthest training atoms of one element score 0.5, so an uncovered atom
-is farther from all of training than those two are from each other). With a precomputed kernel
-only the element test is possible. A query with an atom of an element that no training molecule
+at least ``coverage_threshold`` (default ``amondask.models.coverage-threshold`` = 0.9). With the
+authors' sigma_Z the two farthest training atoms of one element score 0.5, so these values are
+high and the test is strict but rare: on QM9 (<= 7 heavy atoms, 200 training molecules, 500
+test) 3 molecules fell below 0.9, all with errors > 2 kcal/mol, out of 99 such errors; the
+uncertainty ranks errors better (its top 10% held 28% of them at 200 and 62% at 800 training
+molecules). With a precomputed kernel only the element test is possible. A query with an atom of an element that no training molecule
 contains gets energy, baseline and uncertainty NaN (the baseline has no energy for that
 element: any number would be off by ~100 hartree per atom) and ``covered=False``; it is not an
 error, so one such query does not stop a batch.
