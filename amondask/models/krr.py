@@ -34,10 +34,12 @@ authors' sigma_Z the two farthest training atoms of one element score 0.5, so th
 high and the test is strict but rare: on QM9 (<= 7 heavy atoms, 200 training molecules, 500
 test) 3 molecules fell below 0.9, all with errors > 2 kcal/mol, out of 99 such errors; the
 uncertainty ranks errors better (its top 10% held 28% of them at 200 and 62% at 800 training
-molecules). With a precomputed kernel only the element test is possible. A query with an atom of an element that no training molecule
-contains gets energy, baseline and uncertainty NaN (the baseline has no energy for that
-element: any number would be off by ~100 hartree per atom) and ``covered=False``; it is not an
-error, so one such query does not stop a batch.
+molecules). With a precomputed kernel only the element test is possible.
+
+A query with an atom of an element that no training molecule contains gets energy, baseline and
+uncertainty NaN (the baseline has no energy for that element: any number would be off by ~100
+hartree per atom) and ``covered=False``; it is not an error, so one such query does not stop a
+batch.
 """
 
 from __future__ import annotations
@@ -394,7 +396,8 @@ class AmonKRR:
         n = self.n_train_
         if n > int(config.get("models.uncertainty-max-train")):
             return None
-        matrix = _dense(train_kernel).copy()
+        # a loaded (zarr/dask) K is ours to overwrite; a numpy K is the caller's
+        matrix = np.array(_dense(train_kernel), copy=isinstance(train_kernel, np.ndarray))
         matrix[np.diag_indices(n)] += float(self.alpha)
         try:
             return scipy.linalg.cholesky(matrix, lower=True, overwrite_a=True, check_finite=False)
