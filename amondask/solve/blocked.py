@@ -27,8 +27,10 @@ tiles of 4000, K read from Zarr, seconds:
     run                   tiled-threads  dask-threads  tiled-2-processes  dask-2-processes
     1                          49             41               61                104
     2 (Fortran tiles)          91            120              157                  -
+    n = 24000 (6 tiles)       119            149                -                  -
 
-and peak memory 2.1 vs 2.5 GiB (threads), 3.2 vs 3.8 GiB (processes, client + workers). On
+and peak memory 2.1 vs 2.5 GiB (threads), 3.2 vs 3.8 GiB (processes, client + workers); at
+n = 24000 3.4 vs 4.5 GiB (scipy: 107 s, 4.7 GiB). On
 threads the two are within the noise; on worker processes ours was 1.7x faster (dask's
 left-looking sums move every product of a row to one worker) and it needs less memory, reads
 only the lower triangle and needs no padding: ``"tiled"`` is the default. On this 2-core machine
