@@ -8,6 +8,7 @@ from amondask.label import Label, get_labeler, label_many
 from amondask.models import AmonKRR
 from amondask.pipeline.extract import extract
 from amondask.pipeline.run import run
+from amondask.solve import SolveResult, solve
 from amondask.store import Workspace
 from amondask.store.amons import AmonStore
 
@@ -23,6 +24,7 @@ __all__ = [
     "Label",
     "Molecule",
     "ReadResult",
+    "SolveResult",
     "Workspace",
     "__version__",
     "config",
@@ -34,4 +36,5 @@ __all__ = [
     "label_many",
     "read_molecules",
     "run",
+    "solve",
 ]
