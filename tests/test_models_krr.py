@@ -278,3 +278,20 @@ def test_molecule_objects_and_their_ids(small_set):
     graph_only = Molecule(id="no-3d", numbers=[6, 1, 1, 1, 1], bonds=np.zeros((0, 3)))
     with pytest.raises(ValueError, match="no 3D positions"):
         model.predict([graph_only])
+
+
+def test_scikit_learn_model_selection_accepts_the_estimator(small_set):
+    model_selection = pytest.importorskip("sklearn.model_selection")
+    k_train, y = small_set["k_train"], small_set["y_train"]
+    folds = model_selection.KFold(3)
+    # precomputed: scikit-learn must slice rows and columns (pairwise tag), as for KernelRidge
+    ours = model_selection.cross_val_score(
+        AmonKRR(kernel="precomputed", baseline=None), k_train, y, cv=folds
+    )
+    reference = model_selection.cross_val_score(
+        sklearn_kernel_ridge.KernelRidge(alpha=1e-4, kernel="precomputed"), k_train, y, cv=folds
+    )
+    np.testing.assert_allclose(ours, reference, rtol=1e-8)
+    search = model_selection.GridSearchCV(AmonKRR(), {"alpha": [1e-6, 1e-4]}, cv=folds)
+    search.fit(small_set["train"][:30], y[:30])
+    assert search.best_params_["alpha"] in (1e-6, 1e-4)

@@ -196,6 +196,21 @@ class AmonKRR:
             setattr(self, name, value)
         return self
 
+    def __sklearn_tags__(self) -> Any:
+        """scikit-learn's estimator tags (scikit-learn >= 1.6 asks for them in
+        ``cross_val_score``/``GridSearchCV``): a regressor that validates its own input; with
+        ``kernel="precomputed"`` the input is pairwise, so scikit-learn slices K's rows and
+        columns when it splits."""
+        from sklearn.utils import InputTags, RegressorTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="regressor",
+            target_tags=TargetTags(required=True, one_d_labels=True),
+            regressor_tags=RegressorTags(),
+            input_tags=InputTags(pairwise=self.kernel == "precomputed"),
+            no_validation=True,
+        )
+
     def __repr__(self) -> str:
         defaults = {
             name: p.default for name, p in inspect.signature(type(self).__init__).parameters.items()
