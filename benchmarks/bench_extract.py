@@ -40,8 +40,8 @@ def write_qm9_extxyz(path: Path, limit: int | None) -> int:
         for k in (1, 2, 3)
     ]
     table = pd.concat(frames, ignore_index=True).sort_values("Index", ignore_index=True)
-    if limit:
-        table = table.iloc[:limit]
+    if limit:  # a random sample, in QM9 order (the first molecules of QM9 are the smallest)
+        table = table.sample(n=limit, random_state=0).sort_values("Index", ignore_index=True)
     with open(path, "w") as handle:
         for index, elements, xyz in zip(table.Index, table.Elements, table.XYZ_Ang, strict=True):
             symbols = ast.literal_eval(elements)
@@ -100,7 +100,11 @@ def run_once(source: Path, workspace: Path, n_workers: int, max_heavy_atoms: int
     shutil.rmtree(workspace, ignore_errors=True)
     with (
         LocalCluster(
-            n_workers=n_workers, threads_per_worker=1, processes=True, env=PINNED_THREADS_ENV
+            n_workers=n_workers,
+            threads_per_worker=1,
+            processes=True,
+            env=PINNED_THREADS_ENV,
+            dashboard_address=":0",
         ) as cluster,
         Client(cluster) as client,
     ):
@@ -148,7 +152,7 @@ def same_store(a: Path, b: Path) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--limit", type=int, help="first N QM9 molecules (default: all)")
+    parser.add_argument("--limit", type=int, help="N random QM9 molecules (default: all)")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--max-heavy-atoms", type=int, default=7)
     parser.add_argument("--workdir", type=Path, help="where to put the workspaces")
@@ -191,7 +195,8 @@ def main() -> None:
         print(
             f"{run['workers']:>8} {run['read_s']:>8} {run['extract_s']:>10} {run['total_s']:>8} "
             f"{run['store']['amons']:>7} {run['store']['conformers']:>10} "
-            f"{run['store_size_mb']:>9} {run['client_peak_rss_mb']:>9} {run['worker_peak_rss_mb']:>9}"
+            f"{run['store_size_mb']:>9} {run['client_peak_rss_mb']:>9} "
+            f"{run['worker_peak_rss_mb']:>9}"
         )
     if "speedup_2_over_1" in result:
         print(

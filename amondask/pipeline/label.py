@@ -146,7 +146,12 @@ def label_workspace(
         return report
     from amondask.label.cost import plan_tasks
 
-    tasks = [todo[index] for index in plan_tasks(_costs(source, todo, labeler), task_seconds)]
+    costs = _costs(source, todo, labeler)
+    if client not in (None, SERIAL):
+        # Small jobs: at least two tasks per worker, so that every worker has work.
+        workers = max(1, len(client.scheduler_info().get("workers", {})))
+        task_seconds = min(task_seconds, max(float(costs.sum()) / (2 * workers), 1e-9))
+    tasks = [todo[index] for index in plan_tasks(costs, task_seconds)]
     report.tasks = len(tasks)
     bar = tqdm(total=len(todo), desc=f"label {target}", unit="mol", disable=not progress)
 
