@@ -40,3 +40,17 @@ __all__ = [
     "write_element_blocks",
     "write_kernel",
 ]
+
+
+def compute(workspace, rows: str = "amons", cols: str = "amons", **options):
+    """Build K(``rows``, ``cols``) of a workspace into ``kernels/amons-<cols>/K``, resumable.
+
+    A thin wrapper over :func:`amondask.pipeline.kernel.kernel_workspace` (rows are the amon
+    conformers; ``cols`` is ``"amons"`` or ``"queries"``); ``options``: kernel, sigma,
+    block_size, client.
+    """
+    from amondask.pipeline.kernel import kernel_workspace
+
+    if rows != "amons":
+        raise ValueError("kernel rows are the amons (the training set); use cols= for queries")
+    return kernel_workspace(workspace, cols=cols, **options)
