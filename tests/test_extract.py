@@ -48,6 +48,12 @@ def test_store_matches_direct_extraction(tmp_path, queries):
     store = workspace.amons
     keys = store.amons.read_text("key")
     assert len(set(keys)) == len(keys)  # deduplicated
+    from rdkit import Chem
+
+    from amondask.chem import canonical_key
+
+    for key, smiles in zip(keys, store.amons.read_text("smiles"), strict=True):
+        assert canonical_key(Chem.AddHs(Chem.MolFromSmiles(smiles))) == key
     matrix = store.query_amon_matrix().toarray()
     first_query = store.amons.read("first_query")
     for index, molecule in enumerate(queries):

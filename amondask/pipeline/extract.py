@@ -108,7 +108,7 @@ def _extract_part(
     name = f"p{start:012d}"
     if is_complete(parts, name):
         return dict(parts[name].attrs)
-    rows: list[tuple] = []  # (bucket, key, query, smiles, n_heavy, count, conformers)
+    rows: list[tuple] = []  # (bucket, key, query, n_heavy, count, conformers)
     errors: list[ErrorRecord] = []
     for query, molecule in enumerate(workspace.queries.iter_molecules(start, stop), start=start):
         try:
@@ -133,7 +133,6 @@ def _extract_part(
                     bucket_of(amon.key, n_buckets),
                     amon.key,
                     query,
-                    amon.molecule.smiles,
                     amon.n_heavy,
                     amon.count,
                     conformers,
@@ -141,7 +140,7 @@ def _extract_part(
             )
     rows.sort(key=lambda row: row[:3])
     group = fresh_group(parts, name)
-    n_conformers = np.array([len(row[6]) for row in rows], dtype=np.int64)
+    n_conformers = np.array([len(row[5]) for row in rows], dtype=np.int64)
     conf_stop = np.cumsum(n_conformers)
     chunk_rows = workspace.chunk_rows
     write_columns(
@@ -150,26 +149,26 @@ def _extract_part(
             "bucket": np.array([r[0] for r in rows], dtype=np.int32),
             "key": np.array([r[1] for r in rows], dtype=object),
             "query": np.array([r[2] for r in rows], dtype=np.int64),
-            "smiles": np.array([r[3] for r in rows], dtype=object),
-            "n_heavy": np.array([r[4] for r in rows], dtype=np.int8),
-            "count": np.array([r[5] for r in rows], dtype=np.int32),
+            "n_heavy": np.array([r[3] for r in rows], dtype=np.int8),
+            "count": np.array([r[4] for r in rows], dtype=np.int32),
             "conf_start": conf_stop - n_conformers,
             "conf_stop": conf_stop,
         },
         chunk_rows,
     )
     conformers = RaggedMoleculeTable.create(group, "conformers", PART_CONFORMER_COLUMNS, chunk_rows)
-    molecules = [m for row in rows for m in row[6]]
+    molecules = [m for row in rows for m in row[5]]
+    keys = [r[1] for r in rows for _ in r[5]]
     conformers.append_molecules(
         molecules,
         extra={
-            "id": [r[1] for r in rows for _ in r[6]],
-            "key": [r[1] for r in rows for _ in r[6]],
-            "smiles": [r[3] for r in rows for _ in r[6]],
+            "id": keys,
+            "key": keys,
+            "smiles": keys,
             "coordinates": ["amon"] * len(molecules),
             "metadata": ["{}"] * len(molecules),
-            "query": [r[2] for r in rows for _ in r[6]],
-            "local": [k for r in rows for k in range(len(r[6]))],
+            "query": [r[2] for r in rows for _ in r[5]],
+            "local": [k for r in rows for k in range(len(r[5]))],
         },
     )
     write_columns(group, _error_columns(errors), chunk_rows)
@@ -251,6 +250,17 @@ class _KeptSpectra:
         self.spectra.append(spectrum)
 
 
+def _first_conformer_smiles(entries: list | None, key: str) -> str:
+    """SMILES (stereo from 3D) of an amon's first conformer in query order, else its key.
+
+    Computed here, once per new amon, rather than for every occurrence while extracting.
+    """
+    if not entries:
+        return key
+    _, _, molecule = min(entries, key=lambda entry: entry[:2])
+    return molecule.smiles
+
+
 def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``."""
     from amondask.amons.geometry import coulomb_spectrum
@@ -265,7 +275,7 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     existing_ids, existing_spectra = _existing_in_bucket(workspace, plan, bucket)
 
     # Occurrences and candidate conformers of this bucket, in query order (parts are ordered).
-    occurrences: list[tuple[str, int, str, int, int]] = []  # key, query, smiles, n_heavy, count
+    occurrences: list[tuple[str, int, int, int]] = []  # key, query, n_heavy, count
     candidates: dict[str, list[tuple[int, int, Any]]] = defaultdict(
         list
     )  # key -> (query, local, m)
@@ -276,7 +286,6 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
             continue
         keys = read_column(part, "key", lo, hi)
         queries = read_column(part, "query", lo, hi)
-        smiles = read_column(part, "smiles", lo, hi)
         n_heavy = read_column(part, "n_heavy", lo, hi)
         counts = read_column(part, "count", lo, hi)
         conf_lo = int(part["conf_start"][lo])
@@ -287,18 +296,16 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
         conf_queries = table.read("query", conf_lo, conf_hi)
         conf_local = table.read("local", conf_lo, conf_hi)
         for k in range(hi - lo):
-            occurrences.append(
-                (keys[k], int(queries[k]), smiles[k], int(n_heavy[k]), int(counts[k]))
-            )
+            occurrences.append((keys[k], int(queries[k]), int(n_heavy[k]), int(counts[k])))
         for k, molecule in enumerate(molecules):
             candidates[conf_keys[k]].append((int(conf_queries[k]), int(conf_local[k]), molecule))
 
     # New amons: keys not in the store; the first query that has one defines its place.
-    n_heavy_of = {o[0]: o[3] for o in occurrences}
+    n_heavy_of = {o[0]: o[2] for o in occurrences}
     first: dict[str, tuple[int, int, str]] = {}
-    for key, query, smiles, n_heavy, _count in occurrences:
+    for key, query, n_heavy, _count in occurrences:
         if key not in existing_ids and (key not in first or query < first[key][0]):
-            first[key] = (query, n_heavy, smiles)
+            first[key] = (query, n_heavy, _first_conformer_smiles(candidates.get(key), key))
     new_keys = sorted(first, key=lambda key: (first[key][0], first[key][1], key))
     new_index = {key: k for k, key in enumerate(new_keys)}
 
@@ -335,7 +342,7 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
             "new_first_query": np.array([first[k][0] for k in new_keys], dtype=np.int64),
             "link_query": np.array([o[1] for o in occurrences], dtype=np.int64),
             "link_amon_ref": np.array([amon_ref(o[0]) for o in occurrences], dtype=np.int64),
-            "link_count": np.array([o[4] for o in occurrences], dtype=np.int32),
+            "link_count": np.array([o[3] for o in occurrences], dtype=np.int32),
             "qc_query": np.array([q for q, _ in sorted(query_conformer_refs)], dtype=np.int64),
             "qc_conformer_ref": np.array(
                 [
