@@ -44,20 +44,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def labeler_from_args(args: argparse.Namespace):
+    """The labeler named by ``--labeler`` with its options (commands without the pyscf/table
+    options get the configured defaults)."""
     from amondask import config
     from amondask.errors import InputError
     from amondask.label import get_labeler
 
+    def option(name: str):
+        return getattr(args, name, None)
+
     name = str(config.get("label.default", args.labeler)).lower()
     if name == "pyscf":
-        options = {"method": args.method, "basis": args.basis}
-        if args.relax:
+        options = {"method": option("method"), "basis": option("basis")}
+        if option("relax"):
             options["relax"] = True
         return get_labeler("pyscf", **{k: v for k, v in options.items() if v is not None})
     if name == "table":
-        if not args.table or not args.level_of_theory:
+        if not option("table") or not option("level_of_theory"):
             raise InputError(
-                "--labeler table needs --table FILE and --level-of-theory 'WHAT THE ENERGIES ARE'"
+                "--labeler table needs --table FILE and --level-of-theory 'WHAT THE ENERGIES "
+                "ARE': label with `amondask label` first, then run"
             )
         return get_labeler(
             "table",

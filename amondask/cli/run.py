@@ -42,19 +42,16 @@ def run(args: argparse.Namespace) -> int:
     from amondask.pipeline.run import run as run_pipeline
     from amondask.pipeline.tasks import SERIAL
     from amondask.store import Workspace
+    from amondask.store.ingest import read_into_workspace
 
-    args.method = args.basis = args.table = args.level_of_theory = None
-    args.relax = False
     labeler = labeler_from_args(args)
     workspace = Workspace(args.workspace)
-    sources = args.queries or [None]
-    for k, source in enumerate(sources):
-        if k < len(sources) - 1:  # read all but the last file first; the last one runs it all
-            from amondask.store.ingest import read_into_workspace
-
-            print(read_into_workspace(source, workspace, progress=False).format())
+    # Every file but the last is read first; the run reads the last one on its cluster.
+    *first_files, last = args.queries or [None]
+    for source in first_files:
+        print(read_into_workspace(source, workspace, progress=False).format())
     dataset = run_pipeline(
-        sources[-1],
+        last,
         workspace,
         max_heavy_atoms=args.max_heavy_atoms,
         rules=args.rules,
