@@ -6,8 +6,10 @@ from amondask.chem import Molecule, ReadResult, iter_batches, iter_molecules, re
 from amondask.errors import AmondaskError, ErrorRecord
 from amondask.label import Label, get_labeler, label_many
 from amondask.models import AmonKRR
+from amondask.pipeline.evaluate import evaluate
 from amondask.pipeline.extract import extract
 from amondask.pipeline.run import run
+from amondask.pipeline.train import predict, train
 from amondask.solve import SolveResult, solve
 from amondask.store import Workspace
 from amondask.store.amons import AmonStore
@@ -28,13 +30,16 @@ __all__ = [
     "Workspace",
     "__version__",
     "config",
+    "evaluate",
     "extract",
     "extract_amons",
     "get_labeler",
     "iter_batches",
     "iter_molecules",
     "label_many",
+    "predict",
     "read_molecules",
     "run",
     "solve",
+    "train",
 ]

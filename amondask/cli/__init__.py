@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "amondask.cli.label",
     "amondask.cli.run",
     "amondask.cli.export",
+    "amondask.cli.evaluate",
     "amondask.cli.amons",
 ]
 

@@ -1,7 +1,8 @@
 """The kernel stage: local kernels between the workspace's amons (and queries), out-of-core.
 
 ``kernels/amons-amons/K`` (n_conformers, n_conformers) and ``kernels/amons-queries/K``
-(n_conformers, n_queries) are built block by block with :func:`amondask.kernels.write_kernel`
+(n_conformers, n_queries) (and ``kernels/amons-<name>/K`` for another representation of the
+queries, e.g. ``queries-at-<level>`` of the evaluation stage) are built block by block with :func:`amondask.kernels.write_kernel`
 from the stored aSLATM (:func:`amondask.pipeline.represent.open_representation`): one task per
 block, written as one Zarr chunk, with done-markers so that a re-run computes only missing
 blocks. The widths are the authors' per-element sigma_Z (the farthest same-element pair of amon
@@ -15,14 +16,15 @@ rebuilt (``overwrite``), since a kernel's block plan is fixed by its shape.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 from amondask import config
 from amondask.pipeline.represent import open_representation
 from amondask.pipeline.tasks import SERIAL
 from amondask.store.workspace import Workspace
 
-Columns = Literal["amons", "queries"]
+Columns = str
+"""A representation name: ``"amons"``, ``"queries"`` or e.g. ``"queries-at-<level slug>"``."""
 
 
 @dataclass
@@ -113,3 +115,23 @@ def open_kernel(workspace: Workspace, cols: Columns = "amons") -> Any:
             f"workspace {workspace.location} has no kernel {path}; run the kernel stage first"
         )
     return workspace.root[path]
+
+
+def kernels(
+    workspace: Workspace | str,
+    *,
+    queries: bool = True,
+    client: Any = None,
+    scheduler: str | None = None,
+    n_workers: int | None = None,
+    progress: bool = True,
+) -> list[KernelReport]:
+    """The kernel stage on its own: K(amons, amons) and (``queries``) K(amons, queries) of
+    ``workspace``; ``client`` as in :func:`amondask.extract`. Resumable."""
+    from amondask.cluster import get_client
+
+    if not isinstance(workspace, Workspace):
+        workspace = Workspace(workspace)
+    columns: list[Columns] = ["amons", "queries"] if queries else ["amons"]
+    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+        return [kernel_workspace(workspace, cols=c, client=active) for c in columns]

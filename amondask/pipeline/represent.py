@@ -7,7 +7,9 @@ written in parts: one task computes the rows [start, stop) and writes them, as p
 ``<Z>`` (n_atoms_Z, d_Z) and ``molecule_index/<Z>`` (see :func:`amondask.kernels.
 write_element_blocks`), into its own subgroup ``parts/p<start>``, which it marks complete last.
 Tasks never share a Zarr chunk, a killed run redoes only unfinished parts, and rows appended to
-the source later (new conformers, new queries) get new parts. :func:`open_representation` views
+the source later (new conformers, new queries) get new parts. A target can also be represented
+under another name at other geometries: the evaluation stage represents the queries at their
+labeled (relaxed) geometries as ``queries-at-<level slug>`` (:func:`representation_name`). :func:`open_representation` views
 the parts of a target as one block per element (:class:`ConcatenatedRows`), which the kernel
 builders read like arrays.
 
@@ -108,6 +110,18 @@ def _source(workspace: Workspace, target: Target):
     return workspace.amons.conformers if target == "amons" else workspace.queries
 
 
+def representation_name(target: Target, level: str | None = None) -> str:
+    """Where a target's aSLATM is stored under ``represent/aslatm/``: the target's own name, or
+    ``<target>-at-<level slug>`` for a second representation at the labeled geometries of a
+    level (the run represents amons at their labels and queries as read, under the plain
+    names)."""
+    if level is None:
+        return target
+    from amondask.label import level_slug
+
+    return f"{target}-at-{level_slug(level)}"
+
+
 def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
     """The workspace's mbtypes: fixed at the first run from all queries' compositions."""
     from amondask.represent import slatm_mbtypes
@@ -172,6 +186,7 @@ def labeled_geometries(
 def _represent_part(
     spec: Any,
     target: Target,
+    name: str,
     start: int,
     stop: int,
     mbtypes: list,
@@ -183,9 +198,9 @@ def _represent_part(
     from amondask.represent import element_blocks
 
     workspace = Workspace(spec)
-    parts = workspace.root[f"{GROUP}/{target}/parts"]
-    name = f"p{start:012d}"
-    if is_complete(parts, name):
+    parts = workspace.root[f"{GROUP}/{name}/parts"]
+    part = f"p{start:012d}"
+    if is_complete(parts, part):
         return stop - start
     if level is None:
         molecules = _source(workspace, target).molecules(start, stop)
@@ -200,14 +215,14 @@ def _represent_part(
         rpower=parameters["rpower"],
         first_molecule_index=start,
     )
-    group = fresh_group(parts, name)
+    group = fresh_group(parts, part)
     write_element_blocks(group, blocks, n_molecules=stop)
     mark_complete(group, start=start, stop=stop)
     return stop - start
 
 
-def _complete_parts(workspace: Workspace, target: Target) -> list[tuple[int, int, Any]]:
-    parts = workspace.root[f"{GROUP}/{target}/parts"]
+def _complete_parts(workspace: Workspace, name: str) -> list[tuple[int, int, Any]]:
+    parts = workspace.root[f"{GROUP}/{name}/parts"]
     out = []
     for name in sorted(parts.group_keys()):
         group = parts[name]
@@ -221,6 +236,7 @@ def represent_workspace(
     *,
     target: Target = "amons",
     level: str | None = None,
+    name: str | None = None,
     client: Any = None,
     partition_size: int | None = None,
     progress: bool = True,
@@ -231,25 +247,27 @@ def represent_workspace(
 
     ``level``: a level of theory whose labels give the geometries (the relaxed ones: an energy
     belongs to the geometry it was computed at); None: the stored geometries (amons: capped and
-    MMFF-relaxed from the query; queries: as read). A target keeps the geometry source it was
-    first represented with.
+    MMFF-relaxed from the query; queries: as read). A representation keeps the geometry source
+    it was first built with. ``name``: where it is stored (default: the target's name; see
+    :func:`representation_name`).
     """
     parameters = slatm_parameters(**slatm_options)
     workspace.require_parameters({"representation": {"name": "aslatm", **parameters}})
     mbtypes = _basis(workspace, parameters)
-    target_group = workspace.root.require_group(f"{GROUP}/{target}")
+    name = name or target
+    target_group = workspace.root.require_group(f"{GROUP}/{name}")
     geometry = f"labels: {level}" if level else "stored"
     recorded = target_group.attrs.get("geometry")
     if recorded is not None and recorded != geometry:
         raise WorkspaceError(
-            f"the {target} representation was built from geometries '{recorded}', this run asks "
-            f"for '{geometry}'; delete {GROUP}/{target} in the workspace to rebuild it"
+            f"the {name} representation was built from geometries '{recorded}', this run asks "
+            f"for '{geometry}'; delete {GROUP}/{name} in the workspace to rebuild it"
         )
-    target_group.attrs["geometry"] = geometry
+    target_group.attrs.update({"geometry": geometry, "target": target})
     target_group.require_group("parts")
     source = _source(workspace, target)
     n_rows = source.n_rows
-    covered = max((stop for _, stop, _ in _complete_parts(workspace, target)), default=0)
+    covered = max((stop for _, stop, _ in _complete_parts(workspace, name)), default=0)
     # Parts left incomplete by a killed run are redone by the same plan from ``covered``.
     size = int(config.get("represent.partition-size", partition_size))
     bounds = [(a, min(n_rows, a + size)) for a in range(covered, n_rows, size)]
@@ -257,35 +275,36 @@ def represent_workspace(
     run_tasks(
         client,
         _represent_part,
-        [(workspace.spec, target, a, b, mbtypes, parameters, level) for a, b in bounds],
-        description=f"aSLATM {target}",
+        [(workspace.spec, target, name, a, b, mbtypes, parameters, level) for a, b in bounds],
+        description=f"aSLATM {name}",
         progress=progress,
     )
     report.new_rows = n_rows - covered
-    blocks, _ = open_representation(workspace, target)
+    blocks, _ = open_representation(workspace, name)
     report.elements = sorted(blocks)
     return report
 
 
 def open_representation(
-    workspace: Workspace, target: Target
+    workspace: Workspace, name: str
 ) -> tuple[dict[int, ElementBlock], int]:
-    """The stored aSLATM of a target as ({Z: ElementBlock(x, molecule_index)}, n_molecules).
+    """The stored aSLATM ``name`` (a target, or see :func:`representation_name`) as
+    ({Z: ElementBlock(x, molecule_index)}, n_molecules).
 
     ``x`` and ``molecule_index`` are :class:`ConcatenatedRows` over the parts (read lazily).
     Raises WorkspaceError when some rows are not represented yet.
     """
-    if not workspace.has(f"{GROUP}/{target}/parts"):
+    if not workspace.has(f"{GROUP}/{name}/parts"):
         raise WorkspaceError(
-            f"workspace {workspace.location} has no representation of its {target}; run the "
+            f"workspace {workspace.location} has no representation {name!r}; run the "
             "represent stage first"
         )
-    parts = _complete_parts(workspace, target)
+    parts = _complete_parts(workspace, name)
     expected = 0
     for start, stop, _ in parts:
         if start != expected:
             raise WorkspaceError(
-                f"the {target} representation misses rows {expected}..{start - 1}; "
+                f"the {name} representation misses rows {expected}..{start - 1}; "
                 "re-run the represent stage to complete it"
             )
         expected = stop

@@ -18,13 +18,13 @@ import numpy as np
 
 from amondask import config
 from amondask.errors import WorkspaceError
+from amondask.models.metrics import KCAL_PER_MOL_PER_HARTREE
 from amondask.pipeline.kernel import amon_sigmas, open_kernel
 from amondask.pipeline.represent import open_representation
 from amondask.store.labels import labels_frame
 from amondask.store.table import Column, Table
 from amondask.store.workspace import Workspace
 
-KCAL_PER_MOL_PER_HARTREE = 627.509474
 PREDICTION_COLUMNS = {
     "query": Column("int64"),
     "id": Column("str"),
@@ -75,9 +75,42 @@ def training_rows(workspace: Workspace, level: str) -> tuple[np.ndarray, np.ndar
     return rows, energies, int((~ok).sum())
 
 
+def conformer_heavy_atoms(workspace: Workspace, rows: np.ndarray) -> np.ndarray:
+    """N_I (heavy atoms) of the amon graph of each conformer row."""
+    amons = workspace.amons
+    graph = amons.conformers.read("amon")[np.asarray(rows, dtype=np.int64)]
+    return amons.amons.read("n_heavy")[graph].astype(np.int64)
+
+
 def _elements(workspace: Workspace) -> list[int]:
     blocks, _ = open_representation(workspace, "amons")
     return sorted(int(z) for z in blocks)
+
+
+def fit_global_model(
+    workspace: Workspace,
+    rows: np.ndarray,
+    energies: np.ndarray,
+    *,
+    alpha: float | None = None,
+    solver: str | None = None,
+) -> Any:
+    """An :class:`~amondask.models.AmonKRR` fitted on the conformer ``rows`` (their energies in
+    hartree) with the stored amon-amon kernel; not saved."""
+    import dask.array as da
+
+    from amondask.models import AmonKRR, element_count_matrix
+
+    kernel = da.from_zarr(open_kernel(workspace, "amons"))
+    train_kernel = kernel[rows][:, rows]
+    elements = _elements(workspace)
+    counts = element_count_matrix(_numbers_per_row(workspace.amons.conformers, rows), elements)
+    model = AmonKRR(
+        kernel="precomputed",
+        alpha=float(config.get("models.alpha", alpha)),
+        solver=str(config.get("models.solver", solver)),
+    )
+    return model.fit(train_kernel, energies, element_counts=counts, elements=elements)
 
 
 def train_workspace(
@@ -89,21 +122,8 @@ def train_workspace(
     solver: str | None = None,
 ) -> TrainReport:
     """Fit the global model on the labeled amons and save it to ``models/<name>/``."""
-    import dask.array as da
-
-    from amondask.models import AmonKRR, element_count_matrix
-
     rows, energies, left_out = training_rows(workspace, level)
-    kernel = da.from_zarr(open_kernel(workspace, "amons"))
-    train_kernel = kernel[rows][:, rows]
-    elements = _elements(workspace)
-    counts = element_count_matrix(_numbers_per_row(workspace.amons.conformers, rows), elements)
-    model = AmonKRR(
-        kernel="precomputed",
-        alpha=float(config.get("models.alpha", alpha)),
-        solver=str(config.get("models.solver", solver)),
-    )
-    model.fit(train_kernel, energies, element_counts=counts, elements=elements)
+    model = fit_global_model(workspace, rows, energies, alpha=alpha, solver=solver)
     group = workspace.root.require_group(f"models/{name}")
     model.save(group, overwrite=True)
     if "train_rows" in group:
@@ -123,13 +143,15 @@ class _QueryInputs:
     elements_present: list[set[int]]
 
 
-def _query_inputs(workspace: Workspace, elements: list[int]) -> _QueryInputs:
+def _query_inputs(
+    workspace: Workspace, elements: list[int], representation: str = "queries"
+) -> _QueryInputs:
     from amondask.models import element_count_matrix, self_kernel
 
     queries = workspace.queries
     all_rows = np.arange(queries.n_rows)
     per_query = _numbers_per_row(queries, all_rows)
-    blocks, n_queries = open_representation(workspace, "queries")
+    blocks, n_queries = open_representation(workspace, representation)
     kernel_name = str(config.get("kernels.kernel"))
     diagonal = self_kernel(
         blocks, sigma=amon_sigmas(workspace, kernel_name), kernel=kernel_name, n_molecules=n_queries
@@ -143,7 +165,12 @@ def _query_inputs(workspace: Workspace, elements: list[int]) -> _QueryInputs:
 
 
 def _finish(
-    workspace: Workspace, dataset: Any, inputs: _QueryInputs, elements: set[int], name: str
+    workspace: Workspace,
+    dataset: Any,
+    inputs: _QueryInputs,
+    elements: set[int],
+    name: str,
+    store: bool = True,
 ) -> Any:
     """Element coverage, amon counts and provenance; store as ``predictions/<name>``."""
     element_covered = np.array([present <= elements for present in inputs.elements_present])
@@ -153,17 +180,43 @@ def _finish(
     n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
     dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
     dataset.attrs["model"] = name
-    _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
+    if store:
+        _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
     return dataset
 
 
-def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
-    """Predict every query with the model ``models/<name>/``; write ``predictions/<name>/``.
+def predict_with_model(
+    workspace: Workspace, model: Any, rows: np.ndarray, *, representation: str = "queries"
+) -> tuple[Any, _QueryInputs]:
+    """Predict every query with a fitted global ``model`` trained on the conformer ``rows``,
+    from the stored kernel K(amons, ``representation``); returns (Dataset, query inputs)."""
+    import dask.array as da
+
+    query_kernel = da.from_zarr(open_kernel(workspace, representation))[rows].T
+    inputs = _query_inputs(workspace, model.elements_.tolist(), representation)
+    dataset = model.predict(
+        query_kernel,
+        element_counts=inputs.counts,
+        self_kernel_values=inputs.self_kernel,
+        return_dataset=True,
+        query_ids=inputs.ids,
+    )
+    return dataset, inputs
+
+
+def predict_workspace(
+    workspace: Workspace,
+    *,
+    name: str = "global",
+    representation: str = "queries",
+    store: bool = True,
+) -> Any:
+    """Predict every query with the model ``models/<name>/``; write ``predictions/<name>/``
+    (unless ``store`` is false). ``representation``: the queries' aSLATM to use (default: as
+    read; the evaluation uses the labeled geometries).
 
     Returns the predictions as an xarray Dataset indexed by query id.
     """
-    import dask.array as da
-
     from amondask.models import AmonKRR
 
     if not workspace.has(f"models/{name}"):
@@ -173,17 +226,9 @@ def predict_workspace(workspace: Workspace, *, name: str = "global") -> Any:
     group = workspace.root[f"models/{name}"]
     model = AmonKRR.load(group)
     rows = group["train_rows"][:]
-    query_kernel = da.from_zarr(open_kernel(workspace, "queries"))[rows].T
-    inputs = _query_inputs(workspace, model.elements_.tolist())
-    dataset = model.predict(
-        query_kernel,
-        element_counts=inputs.counts,
-        self_kernel_values=inputs.self_kernel,
-        return_dataset=True,
-        query_ids=inputs.ids,
-    )
+    dataset, inputs = predict_with_model(workspace, model, rows, representation=representation)
     dataset.attrs["level_of_theory"] = str(group.attrs["level_of_theory"])
-    return _finish(workspace, dataset, inputs, set(model.elements_.tolist()), name)
+    return _finish(workspace, dataset, inputs, set(model.elements_.tolist()), name, store)
 
 
 def predict_per_query(
@@ -193,34 +238,43 @@ def predict_per_query(
     name: str = "per-query",
     alpha: float | None = None,
     client: Any = None,
+    representation: str = "queries",
+    max_amon_heavy_atoms: int | None = None,
+    store: bool = True,
 ) -> Any:
     """The paper's protocol: each query predicted by a model trained on its own amon conformers
     only (those with an ``ok`` label at ``level``), in parallel over queries; the rows and columns
-    are sliced from the stored kernels. Writes ``predictions/<name>/``."""
+    are sliced from the stored kernels. Writes ``predictions/<name>/`` unless ``store`` is false.
+    ``representation``: the queries' aSLATM (as in :func:`predict_workspace`);
+    ``max_amon_heavy_atoms``: use only amons of at most that many heavy atoms (a learning
+    curve's point)."""
     import dask.array as da
 
     from amondask.models import element_count_matrix, per_query_protocol
     from amondask.pipeline.tasks import SERIAL
 
     rows, energies, _ = training_rows(workspace, level)
+    if max_amon_heavy_atoms is not None:
+        small = conformer_heavy_atoms(workspace, rows) <= max_amon_heavy_atoms
+        rows, energies = rows[small], energies[small]
     position = {int(row): k for k, row in enumerate(rows.tolist())}
-    store = workspace.amons
-    pairs_query = store.query_conformers.read("query")
-    pairs_conformer = store.query_conformers.read("conformer")
+    amons = workspace.amons
+    pairs_query = amons.query_conformers.read("query")
+    pairs_conformer = amons.query_conformers.read("conformer")
     own: list[list[int]] = [[] for _ in range(workspace.queries.n_rows)]
     for query, conformer in zip(pairs_query.tolist(), pairs_conformer.tolist(), strict=True):
         if conformer in position:
             own[query].append(position[conformer])
     elements = _elements(workspace)
-    inputs = _query_inputs(workspace, elements)
+    inputs = _query_inputs(workspace, elements, representation)
     kernel = da.from_zarr(open_kernel(workspace, "amons"))
     dataset = per_query_protocol(
         kernel[rows][:, rows],
         energies,
-        da.from_zarr(open_kernel(workspace, "queries"))[rows].T,
+        da.from_zarr(open_kernel(workspace, representation))[rows].T,
         [sorted(indices) for indices in own],
         amon_element_counts=element_count_matrix(
-            _numbers_per_row(store.conformers, rows), elements
+            _numbers_per_row(amons.conformers, rows), elements
         ),
         query_element_counts=inputs.counts,
         query_self_kernel=inputs.self_kernel,
@@ -229,7 +283,7 @@ def predict_per_query(
         scheduler="sync" if client is SERIAL else client,
     )
     dataset.attrs["level_of_theory"] = level
-    return _finish(workspace, dataset, inputs, set(elements), name)
+    return _finish(workspace, dataset, inputs, set(elements), name, store)
 
 
 def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
@@ -265,3 +319,51 @@ def predictions_frame(workspace: Workspace, name: str = "global") -> Any:
     ) * KCAL_PER_MOL_PER_HARTREE
     frame["uncertainty_kcal_per_mol"] = frame["uncertainty_hartree"] * KCAL_PER_MOL_PER_HARTREE
     return frame
+
+
+def _open(workspace: Workspace | str) -> Workspace:
+    return workspace if isinstance(workspace, Workspace) else Workspace(workspace)
+
+
+def _level(labeler: Any) -> str:
+    """A level-of-theory string from a Labeler, a registry name or None (the default)."""
+    if isinstance(labeler, str) and "|" in labeler:
+        return labeler  # already a level-of-theory string
+    from amondask.label import get_labeler
+
+    if labeler is None or isinstance(labeler, str):
+        labeler = get_labeler(labeler)
+    return labeler.level_of_theory
+
+
+def train(
+    workspace: Workspace | str,
+    labeler: Any = None,
+    *,
+    name: str = "global",
+    alpha: float | None = None,
+    solver: str | None = None,
+) -> TrainReport:
+    """The train stage on its own: fit the global model on the amons labeled by ``labeler`` (a
+    Labeler, a registry name, a level-of-theory string, or None for the default GFN2-xTB) and
+    save it to ``models/<name>/``. Needs the label, represent and kernel stages done."""
+    return train_workspace(_open(workspace), _level(labeler), name=name, alpha=alpha, solver=solver)
+
+
+def predict(
+    workspace: Workspace | str,
+    *,
+    protocol: str = "global",
+    labeler: Any = None,
+    client: Any = None,
+) -> Any:
+    """The predict stage on its own: ``"global"`` with the model ``models/global`` (see
+    :func:`train`), or ``"per-query"`` (each query's own amons labeled by ``labeler``; in
+    parallel on ``client``, a Client, ``SERIAL`` or None for the threaded scheduler). Writes
+    ``predictions/<protocol>`` and returns the Dataset."""
+    workspace = _open(workspace)
+    if protocol == "global":
+        return predict_workspace(workspace)
+    if protocol == "per-query":
+        return predict_per_query(workspace, _level(labeler), client=client)
+    raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
