@@ -170,7 +170,9 @@ class Labeler(Protocol):
     pins method, basis, program and version; ``implemented_properties`` lists what ``label``
     computes (``energy``, ``positions`` when it relaxes). ``label`` returns a Label or raises a
     :class:`~amondask.errors.LabelError` for a problem with this one molecule; it never raises
-    for set-up problems, which the constructor reports.
+    for set-up problems, which the constructor reports. ``atom_energies`` gives the free-atom
+    reference energies (hartree) at the same level, for atomization energies; a labeler that
+    has none raises LabelError there (the labeling stage then stores none).
     """
 
     name: str
@@ -182,6 +184,19 @@ class Labeler(Protocol):
     def implemented_properties(self) -> tuple[str, ...]: ...
 
     def label(self, molecule: Molecule) -> Label: ...
+
+    def atom_energies(self, elements: Iterable[int]) -> dict[int, float]:
+        """Energies (hartree) of the isolated neutral atoms ``elements`` (atomic numbers).
+
+        Each atom is in its ground-state spin multiplicity
+        (:func:`amondask.label.atoms.multiplicity`: H doublet, C triplet, N quartet, ...), at
+        exactly this labeler's level of theory, so that ``E(molecule) - sum E(atoms)`` is the
+        atomization energy at that level. Returns ``{Z: energy_hartree}`` for the distinct
+        elements asked for; raises :class:`~amondask.errors.LabelError` when the labeler
+        cannot give one of them (a table without atom energies, an element without a
+        tabulated ground state).
+        """
+        ...
 
 
 def require_single_level(levels_of_theory: Iterable[str]) -> str:
@@ -231,6 +246,7 @@ class CachingLabeler:
         self._cache: OrderedDict[tuple, Label] = OrderedDict()
         self._cache_size = int(cache_size)
         self._embed_seed = embed_seed
+        self._atom_energy_cache: dict[int, float] = {}
 
     @property
     def level(self) -> LevelOfTheory:
@@ -264,6 +280,30 @@ class CachingLabeler:
 
     def _compute(self, molecule: Molecule) -> Label:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def atom_energies(self, elements: Iterable[int]) -> dict[int, float]:
+        """Free-atom energies ``{Z: hartree}`` in the ground-state multiplicity, at this level.
+
+        Each element is computed once per labeler instance (``_atom_energy``) and cached; see
+        :meth:`Labeler.atom_energies`. Raises LabelError when an element cannot be computed.
+        """
+        from amondask.label.atoms import element_list
+
+        # setdefault: instances unpickled from before the cache existed still work
+        cache = self.__dict__.setdefault("_atom_energy_cache", {})
+        energies = {}
+        for atomic_number in element_list(elements):
+            if atomic_number not in cache:
+                cache[atomic_number] = float(self._atom_energy(atomic_number))
+            energies[atomic_number] = cache[atomic_number]
+        return energies
+
+    def _atom_energy(self, atomic_number: int) -> float:
+        """Energy (hartree) of one free neutral atom in its ground-state multiplicity."""
+        raise LabelError(
+            f"the {self.name or type(self).__name__} labeler does not compute free-atom "
+            "energies, so atomization energies are not available at its level of theory"
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.level_of_theory!r})"

@@ -2,9 +2,12 @@
 
 The default, B3LYP/6-31G(2df,p), is the level of QM9. PySCF's ``B3LYP`` uses the VWN-RPA
 (VWN3) correlation like Gaussian's, unless PySCF is configured with ``B3LYP_WITH_VWN5``, in
-which case the level of theory says ``B3LYP5``. Closed-shell restricted calculations only
-(RHF / RKS). When relaxing, the label's energy is a fresh SCF at the final geometry, so it
-does not depend on the optimization path.
+which case the level of theory says ``B3LYP5``. Molecules are closed-shell restricted
+calculations only (RHF / RKS); the free-atom reference energies
+(:meth:`PySCFLabeler.atom_energies`) are unrestricted (UHF / UKS) in the atom's ground-state
+multiplicity, with the same functional, basis, grid and density fitting. When relaxing, the
+label's energy is a fresh SCF at the final geometry, so it does not depend on the optimization
+path.
 
 PySCF's B3LYP/6-31G(2df,p) does not reproduce QM9's numbers: at QM9's own geometries it is
 0.4 (CH4) to 4 (C4H9NO) kcal/mol above QM9's U0 - ZPVE, growing with size
@@ -12,7 +15,11 @@ PySCF's B3LYP/6-31G(2df,p) does not reproduce QM9's numbers: at QM9's own geomet
 kcal/mol off for CH4 and H2CO) and only in part the spherical (5D) vs Cartesian (6D) d shells
 of Gaussian's Pople basis sets (6D7F brings H2CO from 2.6 to 1.9 kcal/mol). So the two are
 different levels, and their level strings differ: do not mix QM9 labels with PySCF labels in
-one model.
+one model. The free atoms differ too: PySCF's UKS B3LYP/6-31G(2df,p) atoms lie above QM9's
+published atomic references by 2e-7 (H), 1.8e-3 (C), 1.0e-3 (N), 4.0e-3 (O) and 2.8e-3 (F)
+hartree. H, which has no d shell, agrees, which points at the basis convention (PySCF's pure
+5D d shells against Gaussian's 6D default for Pople sets): with all shells Cartesian
+(``cart=True``, 6D10F) PySCF's C, N, O, F lie -0.9, -1.4, +0.6 and -1.9e-3 hartree from QM9's.
 
 Threads and memory: ``threads`` / ``max_memory_mb`` when given, else the configured values,
 else, inside a Dask worker, the worker's threads and memory limit per thread, else 1 thread
@@ -221,8 +228,18 @@ class PySCFLabeler(CachingLabeler):
             memory_mb = worker_memory if memory_mb is None else memory_mb
         return int(threads), int(memory_mb)
 
-    def mean_field(self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0):
-        """The (not yet run) PySCF RHF/RKS object for a structure, with this labeler's settings."""
+    def mean_field(
+        self,
+        numbers: np.ndarray,
+        positions_angstrom: np.ndarray,
+        charge: int = 0,
+        unpaired_electrons: int = 0,
+    ):
+        """The (not yet run) PySCF mean-field object for a structure, with this labeler's settings.
+
+        RHF/RKS for ``unpaired_electrons=0``, else UHF/UKS with PySCF ``spin`` (2S) set to it;
+        functional, basis, grid and density fitting are the labeler's either way.
+        """
         from pyscf import dft, gto, scf
 
         _, memory_mb = self._resources()
@@ -231,14 +248,16 @@ class PySCFLabeler(CachingLabeler):
             unit="Angstrom",
             basis=self.basis,
             charge=int(charge),
-            spin=0,
+            spin=int(unpaired_electrons),
             verbose=0,
             max_memory=memory_mb,
         )
+        restricted = int(unpaired_electrons) == 0
         if self.is_hartree_fock:
-            mean_field = scf.RHF(mol)
+            mean_field = scf.RHF(mol) if restricted else scf.UHF(mol)
         else:
-            mean_field = dft.RKS(mol, xc=self.method)
+            kind = dft.RKS if restricted else dft.UKS
+            mean_field = kind(mol, xc=self.method)
             mean_field.grids.level = self.grid_level
         mean_field.conv_tol = self.conv_tol_hartree
         mean_field.max_cycle = self.scf_max_cycles
@@ -247,10 +266,14 @@ class PySCFLabeler(CachingLabeler):
         return mean_field
 
     def single_point(
-        self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0
+        self,
+        numbers: np.ndarray,
+        positions_angstrom: np.ndarray,
+        charge: int = 0,
+        unpaired_electrons: int = 0,
     ) -> float:
         """SCF energy in hartree; raises SCFConvergenceError when the SCF does not converge."""
-        mean_field = self.mean_field(numbers, positions_angstrom, charge)
+        mean_field = self.mean_field(numbers, positions_angstrom, charge, unpaired_electrons)
         energy = float(mean_field.kernel())
         if not mean_field.converged:
             raise SCFConvergenceError(
@@ -290,6 +313,31 @@ class PySCFLabeler(CachingLabeler):
                 root.addHandler(handler)
             root.setLevel(saved_level)
         return np.asarray(relaxed.atom_coords(unit="Angstrom")), steps[0], bool(converged)
+
+    def _atom_energy(self, atomic_number: int) -> float:
+        """Energy (hartree) of one free atom: UKS (UHF for ``HF``) in its ground-state spin.
+
+        Same functional, basis, grid level, density fitting and SCF convergence as the
+        molecules; PySCF ``spin`` = unpaired electrons (C 2, N 3, O 2). The unrestricted
+        solution may break the atom's spherical symmetry (one p orbital of O's beta electrons
+        filled), as is usual for atomic DFT references.
+        """
+        from pyscf import lib
+
+        from amondask.label.atoms import unpaired_electrons
+
+        unpaired = unpaired_electrons(atomic_number)
+        threads, _ = self._resources()
+        with limited_threads(threads), lib.with_omp_threads(threads):
+            try:
+                return self.single_point(np.array([atomic_number]), np.zeros((1, 3)), 0, unpaired)
+            except LabelError:
+                raise
+            except (RuntimeError, KeyError, ValueError) as exc:
+                raise LabelError(
+                    f"PySCF {self.method}/{self.basis} cannot compute the free atom "
+                    f"Z={atomic_number}: {exc}"
+                ) from exc
 
     def _compute(self, molecule: Molecule) -> Label:
         from pyscf import lib

@@ -14,7 +14,7 @@ import ast
 import functools
 import importlib.metadata
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pandas as pd
 from rdkit import Chem
 
 from amondask.chem.molecule import Molecule, canonical_key
-from amondask.errors import LabelerSetupError, MissingLabelError
+from amondask.errors import LabelError, LabelerSetupError, MissingLabelError
 from amondask.label.base import (
     STATUS_OK,
     STATUS_TOPOLOGY_CHANGED,
@@ -73,6 +73,28 @@ class TableCoverage:
         )
 
 
+def _atom_energy_table(atom_energies: Mapping[int | str, float] | None) -> dict[int, float]:
+    """``{Z: hartree}`` from a mapping keyed by atomic number or element symbol."""
+    table: dict[int, float] = {}
+    periodic_table = Chem.GetPeriodicTable()
+    by_symbol = {periodic_table.GetElementSymbol(z): z for z in range(1, 119)}
+    for key, value in (atom_energies or {}).items():
+        text = str(key).strip()
+        z = int(text) if text.isdigit() else by_symbol.get(text.capitalize())
+        if z is None:
+            raise LabelerSetupError(
+                f"atom_energies key {key!r} is neither an atomic number nor an element symbol"
+            )
+        energy = float(value)
+        if z < 1 or not np.isfinite(energy):
+            raise LabelerSetupError(
+                f"atom_energies[{key!r}] = {value!r}: give a finite energy in hartree for an "
+                "element with atomic number >= 1"
+            )
+        table[z] = energy
+    return table
+
+
 def molecule_inchikey(molecule: Molecule) -> str:
     """Standard InChIKey of a molecule (from its graph; stereo where the structure defines it)."""
     return Chem.MolToInchiKey(molecule.rdkit_mol)
@@ -108,6 +130,10 @@ class TableLabeler(CachingLabeler):
         energy_unit: ``hartree`` (default), ``kcal/mol``, ``kj/mol`` or ``ev``.
         duplicates: what to do with several rows of one key: ``error`` (default; rows agreeing
             within ``duplicate_tolerance_hartree`` are fine), ``first`` or ``lowest``.
+        atom_energies: energies in hartree (whatever ``energy_unit`` is) of the free neutral
+            atoms in their ground-state multiplicity at the table's level of theory, keyed by
+            atomic number or element symbol, e.g. ``{1: -0.500273, "C": -37.846772}``; they
+            make atomization energies possible. Without them :meth:`atom_energies` raises.
 
     Table rows whose SMILES RDKit cannot parse are listed in ``bad_rows`` (row index, reason),
     not fatal. Labels carry the molecule's own positions (the table has none).
@@ -127,9 +153,11 @@ class TableLabeler(CachingLabeler):
         energy_unit: str = "hartree",
         duplicates: str = "error",
         duplicate_tolerance_hartree: float = 1e-6,
+        atom_energies: Mapping[int | str, float] | None = None,
         cache_size: int = 0,
     ) -> None:
         super().__init__(cache_size=cache_size)
+        self._atom_energies_hartree = _atom_energy_table(atom_energies)
         if not level_of_theory or not str(level_of_theory).strip():
             raise LabelerSetupError(
                 "a table labeler needs level_of_theory: say how the energies were computed, "
@@ -254,6 +282,26 @@ class TableLabeler(CachingLabeler):
             molecule_id=molecule.id,
         )
 
+    def atom_energies(self, elements: Iterable[int]) -> dict[int, float]:
+        """The given free-atom energies ``{Z: hartree}`` of ``elements``.
+
+        Raises LabelError naming the missing elements when the table was built without
+        ``atom_energies`` for all of them.
+        """
+        from amondask.label.atoms import element_list
+
+        wanted = element_list(elements)
+        missing = [z for z in wanted if z not in self._atom_energies_hartree]
+        if missing:
+            symbols = ", ".join(Chem.GetPeriodicTable().GetElementSymbol(z) for z in missing)
+            raise LabelError(
+                f"label table {self.source!r} has no free-atom energy for {symbols}; pass "
+                "atom_energies={Z: hartree, ...} (the neutral atoms in their ground-state "
+                "multiplicity at the table's level of theory) to TableLabeler to get "
+                "atomization energies"
+            )
+        return {z: self._atom_energies_hartree[z] for z in wanted}
+
     def coverage(self, molecules: Iterable[Molecule]) -> TableCoverage:
         """Which of ``molecules`` the table labels, which keys it lacks, which rows go unused."""
         missing: dict[str, list[str]] = {}
@@ -273,6 +321,16 @@ class TableLabeler(CachingLabeler):
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.source!r}, {len(self)} keys)"
 
+
+QM9_ATOM_ENERGIES_HARTREE = {
+    1: -0.500273,
+    6: -37.846772,
+    7: -54.583861,
+    8: -75.064579,
+    9: -99.718730,
+}
+"""QM9's published free-atom energies (B3LYP/6-31G(2df,p), Gaussian 09; the U0 column of its
+atomref table, which for an atom is the electronic energy: no vibrations, so no ZPVE), hartree."""
 
 QM9_FILES = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 QM9_COLUMNS = [
@@ -361,6 +419,7 @@ class QM9Labeler(TableLabeler):
     coordinates; when QM9's geometry does not have the molecule's bonds the label's status is
     ``topology-changed``. ``positions="input"`` keeps the molecule's own positions.
     ``max_heavy_atoms`` restricts the table (amons have at most N_I heavy atoms).
+    :meth:`atom_energies` gives QM9's own atomic references (:data:`QM9_ATOM_ENERGIES_HARTREE`).
     """
 
     name = "qm9"
@@ -389,6 +448,7 @@ class QM9Labeler(TableLabeler):
             "cache_size": cache_size,
         }
         self.positions_from = positions
+        self._atom_energies_hartree = dict(QM9_ATOM_ENERGIES_HARTREE)
 
     def __reduce__(self):
         return (_rebuild_qm9_labeler, (self._options,))

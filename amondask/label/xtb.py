@@ -141,11 +141,16 @@ class XTBLabeler(CachingLabeler):
 
     # ---- the calculation -----------------------------------------------------------------
     def single_point(
-        self, numbers: np.ndarray, positions_angstrom: np.ndarray, charge: int = 0
+        self,
+        numbers: np.ndarray,
+        positions_angstrom: np.ndarray,
+        charge: int = 0,
+        unpaired_electrons: int = 0,
     ) -> tuple[float, np.ndarray]:
         """Energy (hartree) and gradient ((n_atoms, 3) hartree/bohr) from a fresh tblite run.
 
-        Raises SCFConvergenceError when tblite's SCF fails.
+        ``unpaired_electrons`` is tblite's ``uhf`` (2S, multiplicity - 1). Raises
+        SCFConvergenceError when tblite's SCF fails.
         """
         from ase.units import Bohr
         from tblite.interface import Calculator
@@ -155,7 +160,7 @@ class XTBLabeler(CachingLabeler):
             np.asarray(numbers),
             np.asarray(positions_angstrom, dtype=np.float64) / Bohr,
             charge=float(charge),
-            uhf=0,
+            uhf=int(unpaired_electrons),
         )
         calculator.set("verbosity", 0)
         calculator.set("accuracy", self.accuracy)
@@ -197,6 +202,32 @@ class XTBLabeler(CachingLabeler):
         if not np.all(np.isfinite(positions)):
             raise LabelError("relaxation produced non-finite coordinates")
         return positions, int(optimizer.nsteps), converged
+
+    def _atom_energy(self, atomic_number: int) -> float:
+        """GFN2-xTB (this labeler's method and SCF settings) energy of one free atom, hartree.
+
+        tblite's ``uhf`` is set to the ground state's unpaired electrons (C 2, N 3, O 2).
+        GFN2-xTB has no spin-dependent term (tblite's optional spin polarization is not used,
+        as it is not for the molecules), so the spin state enters only through the orbital
+        occupations: with Fermi smearing at ``electronic_temperature_kelvin`` the free
+        energy of C with ``uhf=2`` lies k_B T * 1.91 (1.8e-3 hartree at 300 K) above that of
+        the smeared ``uhf=0`` occupation, the difference of the occupations' entropies.
+        """
+        from amondask.label.atoms import unpaired_electrons
+
+        unpaired = unpaired_electrons(atomic_number)
+        with limited_threads(self.threads):
+            try:
+                energy, _ = self.single_point(
+                    np.array([atomic_number]), np.zeros((1, 3)), 0, unpaired
+                )
+            except LabelError:
+                raise
+            except Exception as exc:  # tblite rejects elements it has no parameters for
+                raise LabelError(
+                    f"tblite {self.method} cannot compute the free atom Z={atomic_number}: {exc}"
+                ) from exc
+        return energy
 
     def _compute(self, molecule: Molecule) -> Label:
         require_closed_shell(molecule)

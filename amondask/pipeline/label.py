@@ -9,10 +9,18 @@ task's labels as soon as it finishes, so a killed run keeps every label it had c
 re-run computes only the rest. Tasks that fail for other reasons (a worker lost) are retried up
 to ``amondask.label.retries`` times. Per-molecule failures are stored as labels with status
 ``failed`` (and error rows): a re-run does not repeat them.
+
+After the labels, the stage computes (in this process: a handful of single atoms) the free-atom
+energies of every element in the workspace's amons and queries that the level's group does not
+hold yet, with the labeler's :meth:`~amondask.label.Labeler.atom_energies`, and stores them in
+the attribute ``atom_energies_hartree`` of ``labels/<level>``
+(:func:`amondask.store.labels.atom_energies` reads them back). A labeler that cannot give them
+(a table without ``atom_energies``) leaves them out, with a log message; the stage succeeds.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -24,9 +32,11 @@ from tqdm.auto import tqdm
 from amondask import config
 from amondask.chem.molecule import Molecule
 from amondask.pipeline.tasks import SERIAL
-from amondask.store.labels import Target, label_table
+from amondask.store.labels import Target, atom_energies, label_table, store_atom_energies
 from amondask.store.table import RaggedMoleculeTable
 from amondask.store.workspace import Workspace
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -41,14 +51,98 @@ class LabelReport:
     statuses: Counter = field(default_factory=Counter)
     wall_time_s: float = 0.0
     compute_time_s: float = 0.0
+    atom_energies_computed: list[int] = field(default_factory=list)
+    """Atomic numbers whose free-atom energies this run computed and stored."""
+    atom_energies_unavailable: list[int] = field(default_factory=list)
+    """Atomic numbers present in the workspace that the labeler gave no atom energy for."""
 
     def format(self) -> str:
         statuses = ", ".join(f"{k}: {v}" for k, v in sorted(self.statuses.items())) or "none"
-        return (
+        text = (
             f"labeled {self.labeled} {self.target} at {self.level_of_theory} in {self.tasks} "
             f"tasks ({statuses}); {self.already_labeled} were labeled before; "
             f"{self.wall_time_s:.1f} s wall, {self.compute_time_s:.1f} s of labeling"
         )
+        if self.atom_energies_computed:
+            text += f"; free-atom energies of {_symbols(self.atom_energies_computed)} stored"
+        if self.atom_energies_unavailable:
+            text += (
+                f"; no free-atom energies for {_symbols(self.atom_energies_unavailable)} "
+                "(no atomization energies)"
+            )
+        return text
+
+
+def _symbols(atomic_numbers: list[int]) -> str:
+    from rdkit import Chem
+
+    table = Chem.GetPeriodicTable()
+    return ", ".join(table.GetElementSymbol(int(z)) for z in atomic_numbers)
+
+
+def elements_present(workspace: Workspace, *, chunk_atoms: int = 1 << 24) -> list[int]:
+    """Sorted atomic numbers occurring in the workspace's amon conformers and queries."""
+    root = workspace.root
+    groups = []
+    if workspace.has("amons") and "conformers" in root["amons"]:
+        groups.append(root["amons"]["conformers"])
+    if workspace.has("queries"):
+        groups.append(root["queries"])
+    found: set[int] = set()
+    for group in groups:
+        n_atoms = RaggedMoleculeTable(group).n_atoms
+        for start in range(0, n_atoms, chunk_atoms):
+            numbers = group["numbers"][start : min(start + chunk_atoms, n_atoms)]
+            found.update(int(z) for z in np.unique(numbers))
+    return sorted(z for z in found if z > 0)
+
+
+def store_missing_atom_energies(
+    workspace: Workspace, labeler: Any, report: LabelReport | None = None
+) -> dict[int, float]:
+    """Compute and store the free-atom energies (hartree) the level's group lacks.
+
+    Every element of :func:`elements_present` without a stored energy is asked of
+    ``labeler.atom_energies`` one at a time (on this process); those it gives are added to
+    ``labels/<level>`` attribute ``atom_energies_hartree``, those it cannot give are logged
+    and listed in ``report.atom_energies_unavailable``. Returns all stored energies.
+    """
+    level = labeler.level_of_theory
+    stored = atom_energies(workspace, level)
+    missing = [z for z in elements_present(workspace) if z not in stored]
+    compute = getattr(labeler, "atom_energies", None)
+    if not missing:
+        return stored
+    if compute is None:
+        logger.info(
+            "labeler %r has no atom_energies(); no atomization energies at %s", labeler, level
+        )
+        if report is not None:
+            report.atom_energies_unavailable = missing
+        return stored
+    computed: dict[int, float] = {}
+    unavailable: list[int] = []
+    reasons: list[str] = []
+    for z in missing:
+        try:
+            computed.update(compute([z]))
+        except Exception as exc:  # a missing reference must not fail the labels already made
+            unavailable.append(z)
+            reasons.append(f"{type(exc).__name__}: {exc}")
+    if unavailable:
+        logger.warning(
+            "no free-atom energies for %s at %s, so no atomization energies for molecules "
+            "with them (first reason: %s)",
+            _symbols(unavailable),
+            level,
+            reasons[0],
+        )
+    if computed:
+        stored = store_atom_energies(workspace, level, computed)
+    if report is not None:
+        report.atom_energies_computed = sorted(computed)
+        report.atom_energies_unavailable = unavailable
+    return stored
 
 
 def source_table(workspace: Workspace, target: Target) -> RaggedMoleculeTable:
@@ -143,6 +237,8 @@ def label_workspace(
     todo = np.array([row for row in range(source.n_rows) if row not in done], dtype=np.int64)
     report.already_labeled = len(done)
     if not len(todo):
+        store_missing_atom_energies(workspace, labeler, report)
+        report.wall_time_s = time.perf_counter() - started
         return report
     from amondask.label.cost import plan_tasks
 
@@ -184,6 +280,7 @@ def label_workspace(
                 future.release()
     finally:
         bar.close()
+    store_missing_atom_energies(workspace, labeler, report)
     report.wall_time_s = time.perf_counter() - started
     return report
 
