@@ -1,5 +1,6 @@
 """Every bundled example input is read without errors and holds what its README says."""
 
+import re
 import subprocess
 import sys
 
@@ -42,7 +43,12 @@ def test_quickstart_script(tmp_path, examples_dir):
         timeout=300,
     )
     assert result.returncode == 0, result.stderr
-    assert "30 queries" in result.stdout
+    assert "aspirin: " in result.stdout and "predicted 30 queries" in result.stdout
+    evaluated = re.search(r"evaluated (\d+) of 30 queries", result.stdout)
+    assert evaluated and int(evaluated.group(1)) >= 25, result.stdout
+    mae = float(re.search(r"MAE ([0-9.]+) kcal/mol", result.stdout).group(1))
+    baseline = float(re.search(r"baseline\s+alone: MAE ([0-9.]+)", result.stdout).group(1))
+    assert mae < 0.5 * baseline
 
 
 def test_batch_job_script_on_a_local_cluster(tmp_path, examples_dir):
@@ -58,6 +64,7 @@ def test_batch_job_script_on_a_local_cluster(tmp_path, examples_dir):
             "2",
             "--workers",
             "2",
+            "--evaluate",
         ],
         capture_output=True,
         text=True,
@@ -65,6 +72,7 @@ def test_batch_job_script_on_a_local_cluster(tmp_path, examples_dir):
     )
     assert result.returncode == 0, result.stderr
     assert "predicted 3 queries" in result.stdout
+    assert "MAE " in result.stdout and "over 3 queries" in result.stdout
     for name in ("ethanol", "acetaldehyde", "ethylamine"):
         assert name in result.stdout
 
