@@ -90,6 +90,33 @@ def test_export_csv_and_parquet(finished, tmp_path, capsys):
         assert frame["id"].tolist() == [qid for _, qid in QUERIES]
         np.testing.assert_allclose(frame["energy_hartree"], dataset["energy"].values, rtol=1e-12)
         assert {"uncertainty_kcal_per_mol", "covered", "n_amons", "smiles"} <= set(frame.columns)
+    # Atomization energy: the prediction minus the free atoms' xTB energies, checked by hand
+    # for ethanol (C2H6O) against the atom energies the label stage stored.
+    from amondask.store.labels import atom_energies
+
+    atoms = atom_energies(Workspace(path, mode="r"), get_labeler("xtb").level_of_theory)
+    assert set(atoms) >= {1, 6, 8}
+    ethanol = dataset["energy"].sel(query_id="ethanol").item()
+    expected = (ethanol - 2 * atoms[6] - 6 * atoms[1] - atoms[8]) * 627.5094740631
+    row = csv.set_index("id").loc["ethanol"]
+    assert row["atomization_energy_kcal_per_mol"] == pytest.approx(expected, rel=1e-9)
+    # Ethanol is its own amon at N_I = 3: its labeled atomization energy is within a few
+    # kcal/mol of the predicted one (the prediction is at the MMFF input geometry). (GFN2-xTB
+    # overbinds: about -1050 kcal/mol against the experimental electronic -810.)
+    labels = labels_frame(Workspace(path, mode="r"), get_labeler("xtb").level_of_theory)
+    workspace = Workspace(path, mode="r")
+    keys = workspace.amons.amons.read_text("key")
+    conformer_amon = workspace.amons.conformers.read("amon")
+    own = [r for r in labels.source_row if keys[conformer_amon[r]] == "CCO"]
+    labeled = labels.set_index("source_row").loc[own, "energy_hartree"].min()
+    labeled_atomization = (labeled - 2 * atoms[6] - 6 * atoms[1] - atoms[8]) * 627.5094740631
+    assert abs(expected - labeled_atomization) < 5.0
+    assert -1200 < expected < -600
+    np.testing.assert_allclose(
+        dataset["atomization_energy"].values * 627.5094740631,
+        csv["atomization_energy_kcal_per_mol"],
+        rtol=1e-9,
+    )
     assert main(["export", str(path), "--format", "parquet"]) == 1  # needs --output
 
 

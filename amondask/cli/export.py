@@ -12,8 +12,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="write the predictions as CSV or Parquet",
         description=(
             "Write predictions/<model> of the workspace: id, SMILES, predicted energy "
-            "(hartree), energy minus the per-element baseline (kcal/mol), uncertainty, "
-            "coverage flag, number of amons."
+            "(hartree), atomization energy (kcal/mol: the energy minus the free atoms' "
+            "energies at the same level, negative when bound), energy minus the per-element "
+            "baseline (kcal/mol), uncertainty, coverage flag, number of amons."
         ),
     )
     parser.add_argument("workspace", metavar="W")

@@ -180,6 +180,17 @@ def _finish(
     n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
     dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
     dataset.attrs["model"] = name
+    dataset["atomization_energy"] = (
+        "query_id",
+        query_atomization_energies(
+            workspace, str(dataset.attrs.get("level_of_theory", "")), dataset["energy"].values
+        ),
+        {
+            "units": "hartree",
+            "long_name": "predicted energy minus the free atoms' energies at the same level "
+            "(negative when bound; NaN when the level has no free-atom energies)",
+        },
+    )
     if store:
         _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
     return dataset
@@ -286,6 +297,22 @@ def predict_per_query(
     return _finish(workspace, dataset, inputs, set(elements), name, store)
 
 
+def query_atomization_energies(
+    workspace: Workspace, level: str, energies_hartree: np.ndarray
+) -> np.ndarray:
+    """(n_queries,) ``E - sum of free-atom energies`` (hartree) of the queries, with the
+    free-atom energies the label stage stored for ``level``; all NaN when it has none."""
+    from amondask.store.labels import atom_energies, atomization_energies
+
+    references = atom_energies(workspace, level) if level else {}
+    energies = np.asarray(energies_hartree, dtype=np.float64)
+    if not references:
+        return np.full(len(energies), np.nan)
+    offsets = workspace.queries.offsets()[: len(energies) + 1]
+    numbers = workspace.queries.group["numbers"][: int(offsets[-1])]
+    return atomization_energies(numbers, offsets, energies, references)
+
+
 def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
     path = f"predictions/{name}"
     if workspace.has(path):
@@ -318,6 +345,11 @@ def predictions_frame(workspace: Workspace, name: str = "global") -> Any:
         frame["energy_hartree"] - frame["baseline_hartree"]
     ) * KCAL_PER_MOL_PER_HARTREE
     frame["uncertainty_kcal_per_mol"] = frame["uncertainty_hartree"] * KCAL_PER_MOL_PER_HARTREE
+    level = str(workspace.root[path].attrs.get("level_of_theory", ""))
+    frame["atomization_energy_kcal_per_mol"] = (
+        query_atomization_energies(workspace, level, frame["energy_hartree"].to_numpy())
+        * KCAL_PER_MOL_PER_HARTREE
+    )
     return frame
 
 
