@@ -13,6 +13,7 @@ from amondask.label import get_labeler
 from amondask.pipeline import SERIAL
 from amondask.pipeline.evaluate import error_statistics, evaluate, format_evaluation
 from amondask.pipeline.run import run
+from amondask.pipeline.train import predictions_frame
 from amondask.store import Workspace
 from amondask.store.labels import label_table
 
@@ -176,3 +177,40 @@ def test_cli_evaluate_writes_numbers_and_plots(evaluated, tmp_path, capsys):
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000
     assert main(["evaluate", str(tmp_path / "missing.zarr")]) == 1
     assert "no workspace" in capsys.readouterr().err
+
+
+def test_bundled_example_end_to_end_on_two_worker_processes(tmp_path, examples_dir, capsys):
+    """The README's job on the bundled queries plus bad records, on a LocalCluster with 2
+    worker processes: every valid query predicted, bad records as error rows, and the
+    evaluation far better than the per-element baseline."""
+    bad = tmp_path / "bad.smi"
+    bad.write_text("C1CC broken_ring\n[Na+].[Cl-] salt\nC[C](C)C radical\n")
+    workspace = tmp_path / "example.zarr"
+    code = main(
+        [
+            "run",
+            str(examples_dir / "queries.smi"),
+            str(bad),
+            "-w",
+            str(workspace),
+            "-k",
+            "3",
+            "--workers",
+            "2",
+            "--no-progress",
+        ]
+    )
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "predicted 30 queries" in out
+    frame = predictions_frame(Workspace(workspace, mode="r"))
+    assert len(frame) == 30 and frame["energy_hartree"].notna().all()
+    errors = Workspace(workspace, mode="r").error_records()
+    assert {e.record_id for e in errors} == {"broken_ring", "salt", "radical"}
+    assert all(e.stage == "read" and e.message for e in errors)
+    code = main(["evaluate", str(workspace), "--workers", "2", "--no-plots", "--json"])
+    assert code == 0
+    numbers = json.loads(capsys.readouterr().out)
+    assert numbers["n_evaluated"] >= 25
+    assert np.isfinite(numbers["mae_kcal_mol"]) and np.isfinite(numbers["max_error_kcal_mol"])
+    assert numbers["mae_kcal_mol"] < 0.5 * numbers["baseline_mae_kcal_mol"]
