@@ -57,6 +57,81 @@ def refresh() -> None:
         dask.config.set(overrides)
 
 
+def _unknown_keys(given: Any, known: Any, prefix: str) -> list[str]:
+    """Dotted names in ``given`` that the defaults ``known`` do not have (free-form values,
+    whose default is not a mapping, are not looked into)."""
+    if not isinstance(given, dict) or not isinstance(known, dict):
+        return []
+    unknown = []
+    for key, value in given.items():
+        if key not in known:
+            unknown.append(f"{prefix}{key}")
+        else:
+            unknown.extend(_unknown_keys(value, known[key], f"{prefix}{key}."))
+    return unknown
+
+
+def _flatten(data: dict[str, Any], known: Any, prefix: str) -> dict[str, Any]:
+    """Dotted keys of the leaves of ``data`` (a value whose default is not a mapping is a leaf)."""
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        default = known.get(key) if isinstance(known, dict) else None
+        if isinstance(value, dict) and (
+            isinstance(default, dict) or default is None and known is None
+        ):
+            flat.update(_flatten(value, default, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def read_file(path: str | Path) -> dict[str, Any]:
+    """The settings of a YAML configuration file as dotted keys (``amondask.geometry.seed``),
+    checked against the known options; see :func:`load_file`."""
+    path = Path(path)
+    try:
+        with open(path) as handle:
+            data = yaml.safe_load(handle) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"configuration file {path} must hold a mapping of options")
+    if "amondask" not in data:
+        data = {"amondask": data}
+    known = _load_defaults()["amondask"]
+    if not isinstance(data["amondask"], dict):
+        raise ConfigError(f"'amondask' in {path} must hold a mapping of options")
+    unknown = _unknown_keys(data["amondask"], known, "amondask.")
+    if unknown:
+        raise ConfigError(
+            f"unknown option(s) {', '.join(sorted(unknown))} in {path}; every option with its "
+            "default is listed in examples/amondask.yaml"
+        )
+    flat = _flatten(data["amondask"], known, "amondask.")
+    for key, value in data.items():  # other dask settings (distributed: ...) pass through
+        if key != "amondask":
+            flat.update(
+                _flatten({key: value}, None, "") if isinstance(value, dict) else {key: value}
+            )
+    return flat
+
+
+def load_file(path: str | Path) -> Any:
+    """Apply a YAML configuration file (the layout of ``examples/amondask.yaml``: options under
+    ``amondask:``, optionally other dask settings such as ``distributed:`` beside it) on top of
+    the current settings, for this process and the LocalCluster workers it starts later (an
+    external cluster's workers need the file too). A file without a top-level ``amondask`` key
+    is read as amondask options; unknown amondask options raise :class:`ConfigError`.
+
+    Returns the ``dask.config.set`` object: use it as a context manager (``with
+    config.load_file(f):``) to apply the file only for a block.
+    """
+    return dask.config.set(read_file(path))
+
+
 def get(key: str, override: Any = None) -> Any:
     """The value of ``amondask.<key>``, unless ``override`` is not None.
 

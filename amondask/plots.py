@@ -73,7 +73,8 @@ def plot_learning_curve(dataset: Any, path: str | Path) -> Path:
     figure, axes = plt.subplots(figsize=(4.8, 3.8), dpi=120)
     finite = np.isfinite(mae) & (mae > 0)
     axes.plot(n_heavy[finite], mae[finite], "o-", label="amons of at most N_I heavy atoms")
-    for x, y, n in zip(n_heavy[finite], mae[finite], dataset["curve_n_train"].values[finite]):
+    n_train = dataset["curve_n_train"].values[finite]
+    for x, y, n in zip(n_heavy[finite], mae[finite], n_train, strict=True):
         axes.annotate(f"{n:.0f}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
     baseline = dataset.attrs.get("baseline_mae_kcal_mol")
     if baseline is not None and np.isfinite(baseline) and baseline > 0:
@@ -84,8 +85,7 @@ def plot_learning_curve(dataset: Any, path: str | Path) -> Path:
     axes.set_xlabel("N_I (heavy atoms per amon)")
     axes.set_ylabel("MAE (kcal/mol)")
     axes.set_title(
-        f"learning curve, {dataset.attrs.get('protocol', '')} protocol "
-        "(numbers: training amons)",
+        f"learning curve, {dataset.attrs.get('protocol', '')} protocol (numbers: training amons)",
         fontsize=9,
     )
     axes.legend(fontsize=7)

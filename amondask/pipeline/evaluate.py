@@ -175,9 +175,7 @@ def _learning_curve(
         dataset = _predict(workspace, protocol, level, representation, client, int(n_heavy))
         if dataset is None:
             continue
-        stats = error_statistics(
-            (dataset["energy"].values - reference) * KCAL_PER_MOL_PER_HARTREE
-        )
+        stats = error_statistics((dataset["energy"].values - reference) * KCAL_PER_MOL_PER_HARTREE)
         curve["mae"][k], curve["rmse"][k], curve["max"][k] = stats.mae, stats.rmse, stats.max
         curve["n_predicted"][k] = stats.n
         # global: the size of the one training set; per-query: the mean per predicted query
@@ -206,7 +204,7 @@ def evaluate_workspace(
     from amondask.label import get_labeler, level_slug
     from amondask.pipeline.kernel import kernel_workspace
     from amondask.pipeline.label import label_workspace
-    from amondask.pipeline.represent import representation_name, represent_workspace
+    from amondask.pipeline.represent import represent_workspace, representation_name
     from amondask.store.labels import labels_frame
 
     started = time.perf_counter()
@@ -301,7 +299,9 @@ def evaluate_workspace(
             "seconds": time.perf_counter() - started,
         }
     )
-    dataset.attrs["label_statuses"] = {k: int(v) for k, v in dataset.attrs["label_statuses"].items()}
+    dataset.attrs["label_statuses"] = {
+        k: int(v) for k, v in dataset.attrs["label_statuses"].items()
+    }
     _store(workspace, dataset, workspace.queries.read_text("smiles"))
     return dataset
 
@@ -414,4 +414,3 @@ def evaluate(
 
         dataset.attrs["plots"] = plot_evaluation(dataset, plots)
     return dataset
-

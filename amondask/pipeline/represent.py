@@ -9,9 +9,9 @@ write_element_blocks`), into its own subgroup ``parts/p<start>``, which it marks
 Tasks never share a Zarr chunk, a killed run redoes only unfinished parts, and rows appended to
 the source later (new conformers, new queries) get new parts. A target can also be represented
 under another name at other geometries: the evaluation stage represents the queries at their
-labeled (relaxed) geometries as ``queries-at-<level slug>`` (:func:`representation_name`). :func:`open_representation` views
-the parts of a target as one block per element (:class:`ConcatenatedRows`), which the kernel
-builders read like arrays.
+labeled (relaxed) geometries as ``queries-at-<level slug>`` (:func:`representation_name`).
+:func:`open_representation` views the parts of a target as one block per element
+(:class:`ConcatenatedRows`), which the kernel builders read like arrays.
 
 The SLATM parameters are defining parameters of the workspace (``representation``). The many-body
 types come from the element compositions of all queries at the first run (an amon's elements
@@ -285,9 +285,7 @@ def represent_workspace(
     return report
 
 
-def open_representation(
-    workspace: Workspace, name: str
-) -> tuple[dict[int, ElementBlock], int]:
+def open_representation(workspace: Workspace, name: str) -> tuple[dict[int, ElementBlock], int]:
     """The stored aSLATM ``name`` (a target, or see :func:`representation_name`) as
     ({Z: ElementBlock(x, molecule_index)}, n_molecules).
 
