@@ -5,9 +5,10 @@
 queries, e.g. ``queries-at-<level>`` of the evaluation stage) are built block by block with
 :func:`amondask.kernels.write_kernel` from the stored aSLATM
 (:func:`amondask.pipeline.represent.open_representation`): one task per block, written as one
-Zarr chunk, with done-markers so that a re-run computes only missing blocks. The widths are the authors' per-element sigma_Z (the farthest same-element pair of amon
-atoms scores 0.5) unless given; they are stored with the kernels, and the amon-query kernel
-uses those of the amon-amon kernel.
+Zarr chunk, with done-markers so that a re-run computes only missing blocks. The widths are the
+authors' per-element sigma_Z (the farthest same-element pair of amon atoms scores 0.5) unless
+given; they are stored with the kernels, and the amon-query kernel uses those of the amon-amon
+kernel.
 
 When the amons grow (new queries extracted), the stored kernels no longer match: they are
 rebuilt (``overwrite``), since a kernel's block plan is fixed by its shape.
