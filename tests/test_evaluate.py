@@ -106,6 +106,8 @@ def test_learning_curve_points_are_models_on_smaller_amons(evaluated):
     mae = dataset["curve_mae"].values
     assert np.all(np.isfinite(mae))
     assert mae[0] > mae[1] > mae[2]  # more (and larger) amons, smaller errors
+    # N_I = 1: methane, ammonia, water for H, C, N, O: one equation short
+    assert dataset["curve_baseline_determined"].values.tolist() == [False, True, True]
     # The largest N_I uses every amon: it is the evaluated model.
     assert mae[-1] == pytest.approx(dataset.attrs["mae_kcal_mol"], rel=1e-6)
     # The N_I = 2 point equals an in-memory model on the amons of at most 2 heavy atoms.

@@ -163,15 +163,25 @@ def _learning_curve(
 ) -> dict[str, np.ndarray]:
     from tqdm.auto import tqdm
 
-    from amondask.pipeline.train import conformer_heavy_atoms, training_rows
+    from amondask.models import element_count_matrix
+    from amondask.pipeline.train import _numbers_per_row, conformer_heavy_atoms, training_rows
 
     rows, _, _ = training_rows(workspace, level)
     sizes = conformer_heavy_atoms(workspace, rows)
+    numbers = _numbers_per_row(workspace.amons.conformers, rows)
+    counts = element_count_matrix(numbers, sorted({int(z) for n in numbers for z in n}))
     levels = np.arange(1, int(sizes.max()) + 1)
     curve = {name: np.full(len(levels), np.nan) for name in ("mae", "rmse", "max")}
     curve["n_train"] = np.zeros(len(levels))
     curve["n_predicted"] = np.zeros(len(levels), dtype=np.int64)
+    curve["baseline_determined"] = np.zeros(len(levels), dtype=bool)
     for k, n_heavy in enumerate(tqdm(levels, desc="learning curve", disable=not progress)):
+        # Can the amons up to this size fix one energy per element (of those they contain)?
+        used = counts[sizes <= n_heavy]
+        present = used.any(axis=0)
+        curve["baseline_determined"][k] = bool(
+            len(used) and np.linalg.matrix_rank(used[:, present]) == present.sum()
+        )
         dataset = _predict(workspace, protocol, level, representation, client, int(n_heavy))
         if dataset is None:
             continue
@@ -277,6 +287,11 @@ def evaluate_workspace(
             dataset[f"curve_{name}"] = ("n_heavy", curve[name], {"units": "kcal/mol"})
         dataset["curve_n_train"] = ("n_heavy", curve["n_train"])
         dataset["curve_n_predicted"] = ("n_heavy", curve["n_predicted"])
+        dataset["curve_baseline_determined"] = (
+            "n_heavy",
+            curve["baseline_determined"],
+            {"long_name": "the training amons determine one baseline energy per element"},
+        )
     worst = int(np.nanargmax(np.abs(error))) if stats.n else -1
     dataset.attrs.update(
         {
@@ -329,7 +344,14 @@ def _store(workspace: Workspace, dataset: Any, smiles: list[str]) -> None:
     if "n_heavy" in dataset.coords:
         attrs["learning_curve"] = {
             name: [_json_value(v) for v in dataset[name].values.tolist()]
-            for name in ("n_heavy", "curve_mae", "curve_rmse", "curve_n_train", "curve_n_predicted")
+            for name in (
+                "n_heavy",
+                "curve_mae",
+                "curve_rmse",
+                "curve_n_train",
+                "curve_n_predicted",
+                "curve_baseline_determined",
+            )
         }
     table.group.attrs.update(attrs)
 
@@ -365,13 +387,15 @@ def format_evaluation(dataset: Any) -> str:
         lines.append(f"  {a['n_uncovered']} queries not covered by their amons (see `covered`)")
     if "n_heavy" in dataset.coords:
         lines.append("  learning curve (N_I: MAE kcal/mol, training amons):")
-        for n_heavy, mae, n_train in zip(
+        for n_heavy, mae, n_train, determined in zip(
             dataset["n_heavy"].values,
             dataset["curve_mae"].values,
             dataset["curve_n_train"].values,
+            dataset["curve_baseline_determined"].values,
             strict=True,
         ):
-            lines.append(f"    N_I = {int(n_heavy)}: {mae:8.2f}  ({n_train:.0f})")
+            note = "" if determined else "  per-element baseline underdetermined"
+            lines.append(f"    N_I = {int(n_heavy)}: {mae:8.2f}  ({n_train:.0f}){note}")
     lines.append(f"  stored as {a['evaluation']} in the workspace")
     return "\n".join(lines)
 
