@@ -27,8 +27,9 @@ COMMAND_MODULES = [
 
 def build_parser() -> argparse.ArgumentParser:
     from amondask import __version__
+    from amondask.cli.common import CommandParser
 
-    parser = argparse.ArgumentParser(
+    parser = CommandParser(
         prog="amondask",
         description=(
             "Predict quantum-chemical energies of large molecules from their amons "
@@ -59,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
 
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:  # a file that cannot be written, a scheduler that does not answer
+        print(f"amondask {args.command}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(
             f"amondask {args.command}: interrupted; finished work is kept in the workspace, "

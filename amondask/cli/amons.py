@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import IO
 
+from amondask.cli.common import positive_int
 from amondask.errors import AmondaskError, ErrorRecord, InputError
 
 
@@ -31,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("query", metavar="SMILES_OR_FILE", help="a SMILES string or a file")
     parser.add_argument(
         "--max-heavy-atoms",
-        type=int,
+        type=positive_int,
         default=None,
         help="largest amon size N_I (default: amondask.max-heavy-atoms, 7)",
     )

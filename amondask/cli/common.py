@@ -4,8 +4,112 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from typing import Any
+
+_NUMBER = re.compile(r"^-\d+$|^-\d*\.\d+$")
+
+
+class CommandParser(argparse.ArgumentParser):
+    """An ArgumentParser whose error messages also name the options it does not know.
+
+    argparse reports a missing required argument before unknown options, so a typo such as
+    ``amondask run q.smi --workspce W`` would only say that --workspace is required. The
+    subcommand parsers are of this class too (``add_parser`` uses the parent's class).
+    """
+
+    def parse_known_args(self, args=None, namespace=None):  # type: ignore[override]
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(args, namespace)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the chosen command's parser, with its usage line
+            self._command_parser(parsed).error(f"unrecognized arguments: {' '.join(extras)}")
+        return parsed
+
+    def _command_parser(self, parsed: argparse.Namespace) -> argparse.ArgumentParser:
+        for action in self._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                return action.choices.get(getattr(parsed, action.dest, None), self)
+        return self
+
+    def error(self, message: str):  # type: ignore[override]
+        unknown = self._unknown_options()
+        if unknown and "unrecognized arguments" not in message:
+            message = f"{message}; unrecognized arguments: {' '.join(unknown)}"
+        super().error(f"{message}\n(see `{self.prog} --help`)")
+
+    def _unknown_options(self) -> list[str]:
+        known = self._option_string_actions
+        unknown = []
+        for token in getattr(self, "_given", []):
+            if token == "--":
+                break
+            if not token.startswith("-") or token == "-" or _NUMBER.match(token):
+                continue
+            name = token.split("=", 1)[0]
+            if name in known or (not name.startswith("--") and name[:2] in known):
+                continue  # an option, or a short option with its value attached (-k3)
+            if name.startswith("--") and any(option.startswith(name) for option in known):
+                continue  # an abbreviation argparse accepts
+            unknown.append(token)
+        return unknown
+
+
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1."""
+    value = _integer(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, not {text}")
+    return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type: an integer >= 0."""
+    value = _integer(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or a positive integer, not {text}")
+    return value
+
+
+def _integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid integer: {text!r}") from None
+
+
+def check_input_files(paths: list[str]) -> None:
+    """Refuse missing or directory QUERIES before a workspace is created for them."""
+    from pathlib import Path
+
+    from amondask.errors import InputError
+
+    for path in map(Path, paths):
+        if not path.exists():
+            raise InputError(f"input file {path} does not exist; check the path")
+        if path.is_dir():
+            raise InputError(f"{path} is a directory; give a molecule file")
+
+
+def existing_workspace(location: str) -> Any:
+    """The workspace at ``location`` opened for writing; a WorkspaceError (with the command that
+    creates one) when there is none, instead of creating an empty one."""
+    from amondask.store import Workspace
+
+    Workspace(location, mode="r")
+    return Workspace(location)
+
+
+def check_defining_parameters(workspace: Any, **given: Any) -> None:
+    """Refuse, before anything is written, values that contradict the workspace's defining
+    parameters (e.g. ``max_heavy_atoms``); records nothing."""
+    recorded = workspace.parameters
+    workspace.require_parameters(
+        {name: value for name, value in given.items() if value is not None and name in recorded}
+    )
 
 
 def add_workspace_argument(parser: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -36,7 +140,7 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
     )
     group.add_argument(
         "--workers",
-        type=int,
+        type=non_negative_int,
         metavar="N",
         help="worker processes of the embedded LocalCluster (default: one per core; "
         "0 runs in this process without Dask)",

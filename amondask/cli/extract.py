@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amondask.cli.common import add_cluster_arguments, add_progress_argument, add_workspace_argument
+from amondask.cli.common import (
+    add_cluster_arguments,
+    add_progress_argument,
+    add_workspace_argument,
+    check_defining_parameters,
+    check_input_files,
+    existing_workspace,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,11 +29,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("queries", nargs="*", metavar="QUERIES", help="molecule file(s) to add")
     add_workspace_argument(parser)
-    parser.add_argument("--max-heavy-atoms", "-k", type=int, help="amon size N_I (default: 7)")
+    parser.add_argument(
+        "--max-heavy-atoms", "-k", type=positive_int, help="amon size N_I (default: 7)"
+    )
     parser.add_argument(
         "--rules", choices=["paper", "plain"], help="amon rule set (default: paper)"
     )
-    parser.add_argument("--partition-size", type=int, help="queries per task")
+    parser.add_argument("--partition-size", type=positive_int, help="queries per task")
     add_cluster_arguments(parser)
     add_progress_argument(parser)
     parser.set_defaults(handler=run)
@@ -38,7 +48,12 @@ def run(args: argparse.Namespace) -> int:
     from amondask.store import Workspace
     from amondask.store.ingest import read_into_workspace
 
-    workspace = Workspace(args.workspace)
+    check_input_files(args.queries)
+    # Without QUERIES there is nothing to extract from a new workspace: do not create one.
+    workspace = Workspace(args.workspace) if args.queries else existing_workspace(args.workspace)
+    check_defining_parameters(
+        workspace, max_heavy_atoms=args.max_heavy_atoms, amon_rules=args.rules
+    )
     show = not args.no_progress and sys.stderr.isatty()
     serial = SERIAL if args.workers == 0 else None
     with get_client(serial, scheduler=args.scheduler, n_workers=args.workers) as client:

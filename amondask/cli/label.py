@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amondask.cli.common import add_cluster_arguments, add_progress_argument, add_workspace_argument
+from amondask.cli.common import (
+    add_cluster_arguments,
+    add_progress_argument,
+    add_workspace_argument,
+    existing_workspace,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -80,10 +85,9 @@ def labeler_from_args(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from amondask.pipeline.label import label
     from amondask.pipeline.tasks import SERIAL
-    from amondask.store import Workspace
 
     labeler = labeler_from_args(args)
-    workspace = Workspace(args.workspace)
+    workspace = existing_workspace(args.workspace)  # labels need amons (or queries) to label
     report = label(
         workspace,
         labeler,

@@ -7,7 +7,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from amondask.cli.common import add_progress_argument, add_workspace_argument
+from amondask.cli.common import add_progress_argument, add_workspace_argument, check_input_files
 from amondask.errors import WorkspaceError
 
 
@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> int:
     from amondask.store import Workspace
     from amondask.store.ingest import read_into_workspace
 
+    check_input_files(args.queries)  # before --rebuild discards anything
     if args.rebuild:
         path = Path(args.workspace)
         if path.is_dir() and not (path / "zarr.json").exists() and any(path.iterdir()):

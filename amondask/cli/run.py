@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
-from amondask.cli.common import add_cluster_arguments, add_progress_argument, add_workspace_argument
+from amondask.cli.common import (
+    add_cluster_arguments,
+    add_progress_argument,
+    add_workspace_argument,
+    check_defining_parameters,
+    check_input_files,
+    existing_workspace,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("queries", nargs="*", metavar="QUERIES", help="molecule file(s)")
     add_workspace_argument(parser)
-    parser.add_argument("--max-heavy-atoms", "-k", type=int, help="amon size N_I (default: 7)")
+    parser.add_argument(
+        "--max-heavy-atoms", "-k", type=positive_int, help="amon size N_I (default: 7)"
+    )
     parser.add_argument("--rules", choices=["paper", "plain"], help="amon rule set")
     parser.add_argument(
         "--labeler", default=None, help="xtb (default), pyscf, table (see `amondask label`)"
@@ -39,13 +49,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from amondask.cli.label import labeler_from_args
+    from amondask.errors import InputError
     from amondask.pipeline.run import run as run_pipeline
     from amondask.pipeline.tasks import SERIAL
     from amondask.store import Workspace
     from amondask.store.ingest import read_into_workspace
 
     labeler = labeler_from_args(args)
-    workspace = Workspace(args.workspace)
+    if args.queries:
+        check_input_files(args.queries)
+        workspace = Workspace(args.workspace)
+    else:  # the workspace's own queries: it must exist and hold some
+        workspace = existing_workspace(args.workspace)
+        if not workspace.has("queries") or not workspace.queries.n_rows:
+            raise InputError(
+                f"workspace {workspace.location} holds no queries; give the molecule files: "
+                f"amondask run QUERIES --workspace {workspace.location}"
+            )
+    # A run that contradicts the workspace's N_I or rules is refused before it reads anything.
+    check_defining_parameters(
+        workspace, max_heavy_atoms=args.max_heavy_atoms, amon_rules=args.rules
+    )
     # Every file but the last is read first; the run reads the last one on its cluster.
     *first_files, last = args.queries or [None]
     for source in first_files:
