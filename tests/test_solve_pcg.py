@@ -17,6 +17,7 @@ from test_solve_problems import (
     relative_error,
 )
 
+from amondask import config
 from amondask.errors import SolverError, SolverWarning
 from amondask.solve import (
     ArrayBlockProvider,
@@ -282,3 +283,32 @@ def test_unreachable_tolerance_stops_at_the_rounding_floor_and_says_so():
     assert result.info["stagnated"] and not result.converged
     assert result.iterations < 1000  # stopped, did not run to the cap
     assert result.residual < 10 * floor  # as accurate as the direct solve
+
+
+DEFAULT_TOLERANCE = 1e-6
+
+
+def test_default_tolerance_gives_scipys_solution_and_predictions(problem, reference):
+    """At the default tolerance (1e-6) PCG's solution is scipy's to 1e-6 relative and its
+    predictions are scipy's to 1e-5 relative, on the kernel-like problem (cond ~1e6) with too
+    few landmarks (100 of 1500) for the preconditioner to be exact: ~30 iterations.
+
+    Measured here: alpha 1e-7, fitted values 3e-6, new points 3e-6. The fitted values obey
+    ||K (x - x_scipy)|| <= 2 tol ||y||: (K + lambda I)(x - x_scipy) is PCG's residual r (scipy's
+    is ~1e-11), so K (x - x_scipy) = r - lambda (x - x_scipy) and lambda ||x - x_scipy|| <= ||r||.
+    """
+    points, kernel, targets, regularization = problem
+    assert config.get("solve.pcg-tolerance") == DEFAULT_TOLERANCE
+    result = pcg_solve(kernel, targets, regularization, landmarks=100)
+    assert result.info["tolerance"] == DEFAULT_TOLERANCE and result.converged
+    assert 5 < result.iterations < 200
+    assert true_relative_residual(kernel, result.x, targets, regularization) <= DEFAULT_TOLERANCE
+    assert relative_error(result.x, reference) < 1e-6
+
+    difference = kernel @ (result.x - reference)
+    for column in range(targets.shape[1]):
+        bound = 2 * DEFAULT_TOLERANCE * np.linalg.norm(targets[:, column])
+        assert np.linalg.norm(difference[:, column]) <= bound
+    new_points = np.random.default_rng(7).uniform(size=(300, points.shape[1]))
+    cross = gaussian_kernel(new_points, points, 0.4)  # the width of kernel_problem
+    assert relative_error(cross @ result.x, cross @ reference) < 1e-5

@@ -38,9 +38,26 @@ above the tolerance the true residual replaces the recurrence's and CG restarts 
 A restart that does not halve the true residual means the rounding floor (about
 1e-16 * cond(K + lambda I); a direct solve has it too) is above the tolerance: PCG then stops with
 a :class:`~amondask.errors.SolverWarning` that says so (``info["stagnated"]``). On the real QM9
-aSLATM kernel with lambda = 1e-4 (n = 3000) the floor is ~5e-8, where scipy's Cholesky lands too.
+aSLATM kernel with lambda = 1e-4 (n = 3000-3500, cond(K + lambda I) ~ 3e9) the floor is ~4e-8 for a
+standard normal y, where scipy's Cholesky lands too; for the energies themselves (smooth in K's
+leading eigenvectors) it is ~5e-10.
 The reported ``residual`` is therefore a true residual, and ``iterations`` counts the passes over
 K spent in CG (not the set-up pass nor the checks).
+
+Default tolerance 1e-6 (``amondask.solve.pcg-tolerance``), because predictions do not need more
+(``benchmarks/bench_solve.py --tolerance-study 3500``, results in
+``benchmarks/results/bench_solve_qm9_tolerance.json``): 3500 QM9 molecules with <= 7 heavy atoms
+(amon-sized) as training set, U0 minus the per-element baseline, lambda = 1e-4, predicting 400
+other such molecules and 400 with 9 heavy atoms. At tolerance t the predictions differ from the
+Cholesky ones by about t relative (at 1e-6: 0.8e-6 to 1.2e-6 with 100, 500 or 2000 landmarks;
+largest difference 4e-4 kcal/mol), against a model error (MAE vs DFT) of 0.41 and 1.47 kcal/mol,
+unchanged to the third decimal. 1e-8 costs a third more passes over K (2000 landmarks: 40
+instead of 30; 500: 193 vs 143; 100: over the default cap of 1000 vs 817) and is already below
+the rounding floor for a standard normal y (3.6e-8), a floor that rises with cond(K + lambda I),
+i.e. with n (lambda_max(K) grows about linearly: 7.8e4 at n = 1000, 2.9e5 at 3500). On the
+training points the agreement is guaranteed: (K + lambda I)(x - x*) = r gives
+||K (x - x*)|| <= 2 ||r|| <= 2 t ||y||. Pass a smaller tolerance when alpha itself is the
+product (its relative error was up to 7e-6 at 1e-6).
 """
 
 from __future__ import annotations
@@ -432,7 +449,8 @@ def pcg_solve(
         lambda > 0 (CG needs a positive definite system).
     tolerance
         Stop when ||(K + lambda I) x - y|| / ||y|| <= tolerance for every column
-        (``amondask.solve.pcg-tolerance``).
+        (``amondask.solve.pcg-tolerance``, 1e-6: predictions then match a direct solve's to
+        about 1e-6 relative; see the module docstring).
     max_iterations
         Cap on CG iterations (``amondask.solve.pcg-max-iterations``); reaching it warns.
     landmarks
