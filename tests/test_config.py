@@ -43,3 +43,44 @@ def test_environment_variable_applies_on_refresh(monkeypatch):
 def test_unknown_key_is_explained():
     with pytest.raises(ConfigError, match="no configuration value"):
         config.get("no-such-key")
+
+
+def test_config_file_applies_known_options_only(tmp_path, examples_dir):
+    from amondask import config as amondask_config
+    from amondask.errors import ConfigError
+
+    every = amondask_config.read_file(examples_dir / "amondask.yaml")
+    assert every["amondask.max-heavy-atoms"] == 7 and "amondask.geometry.seed" in every
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("amondask:\n  max-heavy-atoms: 2\n  geometry: {seed: 7}\n")
+    with amondask_config.load_file(settings):
+        assert amondask_config.get("max-heavy-atoms") == 2
+        assert amondask_config.get("geometry.seed") == 7
+        assert amondask_config.get("geometry.max-attempts") == 3  # untouched neighbours kept
+    assert amondask_config.get("max-heavy-atoms") == 7
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("amondask:\n  max-heavy-atom: 2\n")
+    with pytest.raises(ConfigError, match="max-heavy-atom "):
+        amondask_config.read_file(typo)
+    with pytest.raises(ConfigError, match="does not exist"):
+        amondask_config.read_file(tmp_path / "missing.yaml")
+
+
+def test_cli_config_option_sets_the_run_parameters(tmp_path, capsys):
+    from amondask import config as amondask_config
+    from amondask.cli import main
+    from amondask.store import Workspace
+
+    settings = tmp_path / "settings.yaml"
+    settings.write_text("max-heavy-atoms: 2\n")  # without the amondask: level
+    queries = tmp_path / "q.smi"
+    queries.write_text("CCO ethanol\n")
+    workspace = tmp_path / "ws.zarr"
+    arguments = ["extract", str(queries), "-w", str(workspace), "--workers", "0"]
+    assert main([*arguments, "--config", str(settings)]) == 0
+    # ethanol at N_I = 2: methane, water, ethane, methanol
+    keys = Workspace(workspace, mode="r").amons.amons.read_text("key")
+    assert sorted(keys) == ["C", "CC", "CO", "O"]
+    assert amondask_config.get("max-heavy-atoms") == 7  # only for that command
+    assert main(["info", str(workspace), "--config", str(tmp_path / "nope.yaml")]) == 1
+    assert "does not exist" in capsys.readouterr().err

@@ -41,6 +41,13 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
         importlib.import_module(name).register(subparsers)
+    for command in subparsers.choices.values():
+        command.add_argument(
+            "--config",
+            metavar="FILE",
+            help="YAML file of amondask options (the layout of examples/amondask.yaml); "
+            "command-line flags override it, it overrides AMONDASK_* variables",
+        )
     return parser
 
 
@@ -51,7 +58,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args.handler(args) or 0)
+        from contextlib import nullcontext
+
+        from amondask import config
+
+        settings = config.load_file(args.config) if args.config else nullcontext()
+        with settings:  # for this command only (main may be called again in one process)
+            return int(args.handler(args) or 0)
     except AmondaskError as exc:
         print(f"amondask {args.command}: error: {exc}", file=sys.stderr)
         return 1
