@@ -104,6 +104,8 @@ def test_xtb_spin_state_enters_through_the_fermi_occupations(temperature_kelvin)
     electronic entropy of the smeared, degenerate 2p occupations (k_B T * 3 s(1/3) for C,
     k_B T * 6 s(1/3) for N quartet vs doublet). The labeler uses the Hund state."""
     labeler = get_labeler("xtb", electronic_temperature_kelvin=temperature_kelvin)
+    # the atoms depend on the temperature, so a non-default one is part of the level
+    assert ("electronic temperature" in labeler.level_of_theory) == (temperature_kelvin != 300)
     kt = BOLTZMANN_HARTREE_PER_KELVIN * temperature_kelvin
     energies = labeler.atom_energies([6, 7])
     assert energies[6] == pytest.approx(tblite_atom(6, 2, temperature_kelvin), abs=1e-9)

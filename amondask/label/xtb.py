@@ -6,6 +6,14 @@ xtb's ``vtight`` gradient criterion of 2e-4 hartree/bohr). The energy of the lab
 fresh single point at the final geometry with ``tblite.interface.Calculator`` (superposition of
 atomic densities as the guess), so it does not depend on the optimization path: the same
 geometry always gives the same energy, to the SCF's precision.
+
+Free-atom energies (:meth:`XTBLabeler.atom_energies`, for atomization energies) are tblite
+single points on one atom with ``uhf`` = its ground-state unpaired electrons and the same
+method and SCF settings. Plain GFN2-xTB has no spin-dependent term, so the spin state changes
+the energy only through the Fermi-smeared occupations (an electronic-entropy term of a few
+1e-3 hartree at 300 K); tblite's optional spin polarization is used neither for molecules nor
+for atoms. GFN2-xTB atomization energies are large: 123 kcal/mol for H2 and 507 for CH4 at
+GFN2-xTB geometries (experiment, De: 109.5 and 420).
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ from amondask.label.base import (
 )
 
 XTB_METHODS = ("GFN2-xTB", "GFN1-xTB", "IPEA1-xTB")
+DEFAULT_ELECTRONIC_TEMPERATURE_KELVIN = 300.0
+"""tblite's (and xtb's) default Fermi smearing temperature; other values appear in the level."""
 OPTIMIZERS = ("BFGS", "LBFGS", "FIRE", "BFGSLineSearch")
 
 
@@ -127,12 +137,19 @@ class XTBLabeler(CachingLabeler):
             )
         else:
             geometry = "input"
+        # The electronic temperature hardly moves closed-shell molecules but shifts open-shell
+        # free atoms (1.8e-3 hartree for C at 300 K, see _atom_energy); a non-default one is
+        # part of the level, so that stored atom energies are never reused across temperatures.
+        details = ""
+        if self.electronic_temperature_kelvin != DEFAULT_ELECTRONIC_TEMPERATURE_KELVIN:
+            details = f"electronic temperature {self.electronic_temperature_kelvin:g} K"
         self._level = LevelOfTheory(
             method=self.method,
             basis="",
             program="tblite",
             program_version=self.program_version,
             geometry=geometry,
+            details=details,
         )
 
     @property
