@@ -32,7 +32,7 @@ import numpy as np
 
 from amondask.errors import WorkspaceError
 from amondask.pipeline.train import KCAL_PER_MOL_PER_HARTREE
-from amondask.store.table import Column, Table
+from amondask.store.table import Column
 from amondask.store.workspace import Workspace
 
 SUMMARY_KEYS = (
@@ -322,10 +322,9 @@ def evaluate_workspace(
 
 
 def _store(workspace: Workspace, dataset: Any, smiles: list[str]) -> None:
-    path = str(dataset.attrs["evaluation"])
-    if workspace.has(path):
-        del workspace.root[path]
-    table = Table.create(workspace.root, path, EVALUATION_COLUMNS, workspace.chunk_rows)
+    from amondask.pipeline.train import fresh_table
+
+    table = fresh_table(workspace, str(dataset.attrs["evaluation"]), EVALUATION_COLUMNS)
     n = dataset.sizes["query_id"]
     table.append(
         {

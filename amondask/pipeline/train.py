@@ -313,11 +313,16 @@ def query_atomization_energies(
     return atomization_energies(numbers, offsets, energies, references)
 
 
-def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
-    path = f"predictions/{name}"
+def fresh_table(workspace: Workspace, path: str, columns: dict[str, Column]) -> Table:
+    """An empty table at ``path``, replacing what was there (results that are recomputed whole:
+    predictions, evaluations)."""
     if workspace.has(path):
         del workspace.root[path]
-    table = Table.create(workspace.root, path, PREDICTION_COLUMNS, workspace.chunk_rows)
+    return Table.create(workspace.root, path, columns, workspace.chunk_rows)
+
+
+def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: list[str]) -> None:
+    table = fresh_table(workspace, f"predictions/{name}", PREDICTION_COLUMNS)
     n = dataset.sizes["query_id"]
     table.append(
         {
