@@ -58,6 +58,13 @@ def get_client(
             attached.close()
         return
     n_workers = int(config.get("cluster.n-workers", n_workers) or os.cpu_count() or 1)
+    if n_workers < 1:
+        from amondask.errors import ConfigError
+
+        raise ConfigError(
+            f"a LocalCluster needs at least 1 worker, not {n_workers} (None: one per core; "
+            "pass SERIAL to run in this process without Dask)"
+        )
     cluster = LocalCluster(
         n_workers=n_workers,
         threads_per_worker=1,

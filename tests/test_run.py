@@ -159,3 +159,18 @@ def test_per_query_protocol_equals_a_loop_of_small_models(finished):
         expected = model.predict([query])[0]
         assert int(dataset["n_train"].values[index]) == len(own)
         assert float(dataset["energy"].values[index]) == pytest.approx(expected, abs=1e-8)
+
+
+def test_bad_amon_size_and_worker_count_are_refused_before_anything_is_written(tmp_path):
+    from amondask.cluster import get_client
+    from amondask.errors import ConfigError, InputError
+    from amondask.pipeline.extract import extract
+
+    with pytest.raises(InputError, match="at least 1"):
+        run(["CCO"], tmp_path / "k0.zarr", max_heavy_atoms=0, client=SERIAL, progress=False)
+    assert not (tmp_path / "k0.zarr").exists()
+    with pytest.raises(InputError, match="at least 1"):
+        extract(["CCO"], tmp_path / "e0.zarr", max_heavy_atoms=-2, client=SERIAL, progress=False)
+    with pytest.raises(ConfigError, match="at least 1 worker"):
+        with get_client(None, n_workers=-1):
+            pass

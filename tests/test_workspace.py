@@ -106,7 +106,8 @@ def test_defining_parameters_are_recorded_and_enforced(new_store):
         Workspace(new_store(), parameters={"max_heavy_atoms": 5})
     message = str(info.value)
     assert "max_heavy_atoms=7 in the workspace" in message and "5 in this run" in message
-    assert "--workspace NEW" in message and "--rebuild" in message
+    assert "--workspace NEW" in message and "--max-heavy-atoms 7" in message
+    assert "--rebuild" not in message  # run and extract have no such flag
     assert workspace.meta["schema_version"] == SCHEMA_VERSION
 
 

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from amondask import config
-from amondask.errors import AmondaskError, ErrorRecord
+from amondask.errors import AmondaskError, ErrorRecord, InputError
 from amondask.pipeline.staging import (
     delete_group,
     fresh_group,
@@ -668,6 +668,11 @@ def extract_workspace(
     max_heavy_atoms = int(
         workspace.resolve_parameter("max_heavy_atoms", max_heavy_atoms, "max-heavy-atoms")
     )
+    if max_heavy_atoms < 1:
+        raise InputError(
+            f"max_heavy_atoms (the amon size N_I) must be at least 1, not {max_heavy_atoms}; "
+            "the paper's default is 7"
+        )
     rules = str(workspace.resolve_parameter("amon_rules", rules, "amon-rules"))
     workspace.require_parameters({"max_heavy_atoms": max_heavy_atoms, "amon_rules": rules})
     store = AmonStore(workspace)

@@ -62,8 +62,14 @@ def run(
     from amondask.pipeline.train import predict_per_query, predict_workspace, train_workspace
     from amondask.store.ingest import read_into_workspace
 
+    from amondask.errors import InputError
+
     if protocol not in ("global", "per-query"):
         raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
+    if max_heavy_atoms is not None and max_heavy_atoms < 1:  # before anything is written
+        raise InputError(
+            f"max_heavy_atoms (the amon size N_I) must be at least 1, not {max_heavy_atoms}"
+        )
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     if labeler is None or isinstance(labeler, str):

@@ -47,6 +47,10 @@ def _describe(store: Any) -> str:
     return str(store) if isinstance(store, (str, Path)) else type(store).__name__
 
 
+#: Command-line flags of the defining parameters that have one.
+_PARAMETER_FLAGS = {"max_heavy_atoms": "--max-heavy-atoms", "amon_rules": "--rules"}
+
+
 class Workspace:
     """A Zarr v3 workspace (directory path, fsspec URL or zarr store).
 
@@ -157,11 +161,17 @@ class Workspace:
                 f"{name}={old!r} in the workspace, {new!r} in this run"
                 for name, old, new in conflicts
             )
-            option = conflicts[0][0].replace("_", "-")
+            name, old, _ = conflicts[0]
+            flag = _PARAMETER_FLAGS.get(name)
+            keep = (
+                f"run with {flag} {old} to use it as it is"
+                if flag
+                else "run with the workspace's settings to use it as it is"
+            )
             raise WorkspaceParameterError(
                 f"workspace {self.location} was built with different defining parameters: "
-                f"{described}. Pass --workspace NEW to build a new workspace, --rebuild to "
-                f"discard this one, or run with --{option} {conflicts[0][1]!r} to use it as it is"
+                f"{described}. Pass --workspace NEW to build a new workspace, delete this one "
+                f"to start over, or {keep}"
             )
         new = {
             name: _normalize(value) for name, value in parameters.items() if name not in recorded
