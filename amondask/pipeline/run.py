@@ -54,6 +54,7 @@ def run(
     ``scheduler``). With ``echo``, each stage's report is printed as it finishes.
     """
     from amondask.cluster import get_client
+    from amondask.errors import InputError
     from amondask.label import get_labeler
     from amondask.pipeline.extract import extract_workspace
     from amondask.pipeline.kernel import kernel_workspace
@@ -61,8 +62,6 @@ def run(
     from amondask.pipeline.represent import represent_workspace
     from amondask.pipeline.train import predict_per_query, predict_workspace, train_workspace
     from amondask.store.ingest import read_into_workspace
-
-    from amondask.errors import InputError
 
     if protocol not in ("global", "per-query"):
         raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
