@@ -18,7 +18,7 @@ from amondask import config
 from amondask.amons.geometry import (
     cap_positions,
     coulomb_distance,
-    coulomb_spectrum,
+    coulomb_spectra,
     min_nonbonded_distance,
     relax_amon,
 )
@@ -273,11 +273,18 @@ class _AmonBuilder:
         groups whose relaxed geometries fall within the threshold are merged.
         """
         threshold = settings.conformer_threshold
-        candidates = []
-        for index, occurrence in enumerate(entry.occurrences):
-            molecule = self.occurrence_molecule(occurrence, entry.key, True)
-            spectrum = coulomb_spectrum(molecule.numbers, molecule.positions)
-            candidates.append((tuple(np.round(spectrum, 8)), index, molecule, spectrum))
+        molecules = [
+            self.occurrence_molecule(occurrence, entry.key, True)
+            for occurrence in entry.occurrences
+        ]
+        spectra = coulomb_spectra(
+            np.stack([molecule.numbers for molecule in molecules]),
+            np.stack([molecule.positions for molecule in molecules]),
+        )
+        candidates = [
+            (tuple(np.round(spectrum, 8)), index, molecule, spectrum)
+            for index, (molecule, spectrum) in enumerate(zip(molecules, spectra, strict=True))
+        ]
         # visit occurrences by their geometry, not their atom numbers, so that the groups and
         # their representatives do not depend on how the query's atoms are numbered
         candidates.sort(key=lambda candidate: candidate[:2])
@@ -297,14 +304,19 @@ class _AmonBuilder:
                     torsion_tolerance_degrees=settings.torsion_tolerance_degrees,
                     max_iterations=settings.max_iterations,
                 )
-                group.molecule = group.molecule.with_positions(outcome.positions)
-                group.spectrum = coulomb_spectrum(group.molecule.numbers, outcome.positions)
+                group.positions = outcome.positions
                 group.relaxed = outcome.accepted and not outcome.message
                 group.torsion_change = outcome.max_torsion_change_degrees
                 if outcome.message:
                     group.warnings.append(outcome.message)
                 if not outcome.accepted:
                     rejected.append(group)
+            relaxed_spectra = coulomb_spectra(
+                np.stack([group.molecule.numbers for group in groups]),
+                np.stack([group.positions for group in groups]),
+            )
+            for group, spectrum in zip(groups, relaxed_spectra, strict=True):
+                group.spectrum = spectrum
             kept = [group for group in groups if group not in rejected]
             if not kept:
                 # every geometry moved under MMFF94: keep the least-moved one, flagged
@@ -319,7 +331,14 @@ class _AmonBuilder:
             groups = merged
         out = []
         for number, group in enumerate(groups):
-            molecule = group.molecule.with_id(f"{entry.key}/{number}")
+            source = group.molecule
+            molecule = Molecule(  # one construction: the conformer's id and final positions
+                id=f"{entry.key}/{number}",
+                numbers=source.numbers,
+                bonds=source.bonds,
+                formal_charges=source.formal_charges,
+                positions=source.positions if group.positions is None else group.positions,
+            )
             distance = min_nonbonded_distance(molecule)
             clash = distance < settings.clash_threshold_angstrom
             notes = list(group.warnings)
@@ -349,6 +368,7 @@ class _Group:
     molecule: Molecule
     spectrum: np.ndarray
     occurrence_indices: list[int]
+    positions: np.ndarray | None = None  # relaxed positions (angstrom), when relaxed
     relaxed: bool = False
     torsion_change: float = 0.0
     warnings: list[str] = field(default_factory=list)

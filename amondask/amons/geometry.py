@@ -48,6 +48,8 @@ _ANGSTROM_TO_BOHR = 1.0 / 0.52917721092
 # (RDKit's MMFF torsion constraint; k = 100 kcal/mol/deg^2 holds the dihedrals within a small
 # fraction of a degree beyond the window)
 _TORSION_FORCE_CONSTANT = 100.0
+# a dihedral over a bond angle above this (degrees) is undefined: neither held nor checked
+_STRAIGHT_ANGLE_DEGREES = 175.0
 
 
 def xh_bond_length(atomic_number: int) -> float:
@@ -102,6 +104,24 @@ def coulomb_matrix(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.nd
 def coulomb_spectrum(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.ndarray:
     """Eigenvalues of the Coulomb matrix, sorted descending: invariant to atom order."""
     return np.sort(np.linalg.eigvalsh(coulomb_matrix(numbers, positions_angstrom)))[::-1]
+
+
+def coulomb_spectra(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.ndarray:
+    """:func:`coulomb_spectrum` of a stack of k molecules of n atoms each: numbers (k, n),
+    positions (k, n, 3); returns (k, n).
+
+    One batched eigensolver call; the same values as one :func:`coulomb_spectrum` per
+    molecule, bit for bit (tests/test_amons_mmff.py).
+    """
+    z = numbers.astype(np.float64)
+    r = positions_angstrom * _ANGSTROM_TO_BOHR
+    diff = r[:, :, None, :] - r[:, None, :, :]
+    distance = np.sqrt(np.einsum("sijk,sijk->sij", diff, diff))
+    diagonal = np.arange(z.shape[1])
+    distance[:, diagonal, diagonal] = 1.0
+    matrix = z[:, :, None] * z[:, None, :] / distance
+    matrix[:, diagonal, diagonal] = 0.5 * z**2.4
+    return np.sort(np.linalg.eigvalsh(matrix), axis=1)[:, ::-1]
 
 
 def coulomb_distance(spectrum_a: np.ndarray, spectrum_b: np.ndarray) -> float:
@@ -202,12 +222,15 @@ def relax_amon(
         return Relaxation(
             np.array(molecule.positions), True, 0.0, "no MMFF94 parameters; not relaxed"
         )
-    terms, hydrogens, all_atoms, dihedrals = setup
+    terms, hydrogen_terms, hydrogens, all_atoms, dihedrals = setup
+    start = molecule.positions
     positions, _, _, _ = mmff.minimize(
-        terms, molecule.positions, hydrogens, max_iterations=max_iterations
+        hydrogen_terms, start, hydrogens, max_iterations=max_iterations
     )
-    dihedrals = _bent_dihedrals(molecule.positions, dihedrals)
-    before = dihedral_angles_degrees(molecule.positions, dihedrals)
+    before, largest_angle = mmff.dihedral_geometry(start, dihedrals)
+    # dihedrals over a (nearly) linear angle are undefined: not held, not checked
+    bent = largest_angle <= _STRAIGHT_ANGLE_DEGREES
+    dihedrals, before = dihedrals[bent], before[bent]
     window = np.empty((len(dihedrals), 3))
     window[:, 0] = before - torsion_window_degrees
     window[:, 1] = before + torsion_window_degrees
@@ -220,7 +243,13 @@ def relax_amon(
         restraint_params=window,
         max_iterations=max_iterations,
     )
-    return _torsion_outcome(positions, dihedrals, before, torsion_tolerance_degrees)
+    change = 0.0
+    if len(dihedrals):
+        after, _ = mmff.dihedral_geometry(positions, dihedrals)
+        change = float(np.max(np.abs((after - before + 180.0) % 360.0 - 180.0)))
+    accepted = change <= torsion_tolerance_degrees
+    message = "" if accepted else f"dihedrals moved by up to {change:.1f} degrees under MMFF94"
+    return Relaxation(positions, accepted, change, message)
 
 
 # What the relaxation needs of an amon's graph, cached per process at two levels: per
@@ -233,16 +262,19 @@ _CACHE_LIMIT = 20_000
 
 
 def _relaxation_setup(molecule: Molecule):
-    """The MMFF terms, H atoms, all atoms and heavy dihedrals of ``molecule`` (cached)."""
+    """The MMFF terms (all; those that move with the H atoms), H atoms, all atoms and heavy
+    dihedrals of ``molecule`` (cached)."""
     key = _graph_code(molecule.numbers, molecule.formal_charges, molecule.bonds)
     if key in _SETUP_CACHE:
         return _SETUP_CACHE[key]
     terms = _ordered_terms(molecule)
     setup = None
     if terms is not None:
+        hydrogens = np.flatnonzero(molecule.numbers == 1)
         setup = (
             terms,
-            np.flatnonzero(molecule.numbers == 1),
+            mmff.moving_terms(terms, hydrogens, molecule.n_atoms),
+            hydrogens,
             np.arange(molecule.n_atoms),
             heavy_dihedrals(molecule),
         )
@@ -324,8 +356,8 @@ def _bent_dihedrals(positions: np.ndarray, dihedrals: np.ndarray) -> np.ndarray:
     checked."""
     if not len(dihedrals):
         return dihedrals
-    straight = (bond_angles_degrees(positions, dihedrals[:, :3]) > 175.0) | (
-        bond_angles_degrees(positions, dihedrals[:, 1:]) > 175.0
+    straight = (bond_angles_degrees(positions, dihedrals[:, :3]) > _STRAIGHT_ANGLE_DEGREES) | (
+        bond_angles_degrees(positions, dihedrals[:, 1:]) > _STRAIGHT_ANGLE_DEGREES
     )
     return dihedrals[~straight]
 

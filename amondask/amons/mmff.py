@@ -36,7 +36,7 @@ _MDYNE_A_TO_KCAL = 143.9325  # md/A -> kcal/mol/A^2 (bond stretch, linear bend)
 # every run on one machine, last-bit differences between CPUs)
 _ALGEBRA_FASTMATH = {"reassoc", "contract"}
 #: isotropic curvature (kcal/mol/A^2) added to the bond stretches in the BFGS start Hessian
-_ISOTROPIC_CURVATURE = 50.0
+_ISOTROPIC_CURVATURE = 100.0
 _COULOMB = 332.0716  # kcal A / (mol e^2)
 _ONE_FOUR_ELECTROSTATIC_SCALE = 0.75
 #: MMFF94 atom types whose angles are linear ("linh" in MMFFPROP.PAR): sp C, sp N, =N=, isonitrile
@@ -67,6 +67,32 @@ def mmff_terms(mol: Chem.Mol) -> MMFFTerms | None:
     """The MMFF94 terms of an RDKit molecule with explicit H atoms (and a conformer, used
     only when a torsion's parameters must be fitted); None without MMFF94 parameters."""
     return _build_terms(Chem.Mol(mol))
+
+
+def moving_terms(terms: MMFFTerms, free_atoms: np.ndarray, n_atoms: int) -> MMFFTerms:
+    """The terms that involve at least one of ``free_atoms``: the others are constant while
+    only those atoms move (same energy up to a constant, same gradient on the free atoms)."""
+    free = np.zeros(n_atoms, dtype=bool)
+    free[free_atoms] = True
+
+    def keep(index: np.ndarray) -> np.ndarray:
+        return free[index].any(axis=1) if len(index) else np.zeros(0, dtype=bool)
+
+    bonds, angles, oops = keep(terms.bonds), keep(terms.angles), keep(terms.oops)
+    torsions, pairs = keep(terms.torsions), keep(terms.pairs)
+    return MMFFTerms(
+        bonds=np.ascontiguousarray(terms.bonds[bonds]),
+        bond_params=np.ascontiguousarray(terms.bond_params[bonds]),
+        angles=np.ascontiguousarray(terms.angles[angles]),
+        angle_params=np.ascontiguousarray(terms.angle_params[angles]),
+        angle_bond_r0=np.ascontiguousarray(terms.angle_bond_r0[angles]),
+        oops=np.ascontiguousarray(terms.oops[oops]),
+        oop_params=np.ascontiguousarray(terms.oop_params[oops]),
+        torsions=np.ascontiguousarray(terms.torsions[torsions]),
+        torsion_params=np.ascontiguousarray(terms.torsion_params[torsions]),
+        pairs=np.ascontiguousarray(terms.pairs[pairs]),
+        pair_params=np.ascontiguousarray(terms.pair_params[pairs]),
+    )
 
 
 def permuted(terms: MMFFTerms, new_index: np.ndarray) -> MMFFTerms:
@@ -803,6 +829,43 @@ def _reset_inverse_hessian(inverse_hessian, x, free, bonds, bond_params, isotrop
         for p in range(3):
             for q in range(3):
                 inverse_hessian[3 * a + p, 3 * a + q] = blocks[a, p, q]
+
+
+@numba.njit(cache=True)
+def dihedral_geometry(x, quadruples):
+    """Per (i, j, k, l): dihedral (degrees, IUPAC sign, as
+    :func:`amondask.amons.geometry.dihedral_angles_degrees`) and the larger of the two bond
+    angles i-j-k, j-k-l (degrees). Compiled: the relaxation's bookkeeping stays cheap."""
+    n = quadruples.shape[0]
+    dihedral = np.empty(n)
+    largest_angle = np.empty(n)
+    scratch = np.empty((4, 3))
+    deg = 180.0 / math.pi
+    for t in range(n):
+        i = quadruples[t, 0]
+        j = quadruples[t, 1]
+        k = quadruples[t, 2]
+        l = quadruples[t, 3]
+        cos_phi, sin_phi, ok = _dihedral_and_gradient(x, i, j, k, l, scratch)
+        dihedral[t] = math.atan2(sin_phi, cos_phi) * deg if ok else 0.0
+        largest = 0.0
+        for a, b, c in ((i, j, k), (j, k, l)):
+            dot = 0.0
+            ua = 0.0
+            uc = 0.0
+            for d in range(3):
+                first = x[a, d] - x[b, d]
+                second = x[c, d] - x[b, d]
+                dot += first * second
+                ua += first * first
+                uc += second * second
+            cosine = dot / math.sqrt(ua * uc)
+            cosine = min(1.0, max(-1.0, cosine))
+            angle = math.acos(cosine) * deg
+            if angle > largest:
+                largest = angle
+        largest_angle[t] = largest
+    return dihedral, largest_angle
 
 
 def _restraint_arrays(dihedrals: np.ndarray, window):
