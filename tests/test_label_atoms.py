@@ -128,9 +128,9 @@ def test_xtb_atomization_energies_are_sane(xtb, smiles, experimental_de_kcal_mol
     from amondask.chem.geometry import embed_molecule
 
     molecule = embed_molecule(Molecule.from_smiles(smiles, smiles), seed=3)
-    # relaxed at GFN2-xTB; no topology check: the covalent-radius rule (1.15 * 2 * 0.31 A)
-    # reads the H-H bond of H2 (0.78 A at GFN2-xTB, 0.74 A in experiment) as broken
-    label = get_labeler("xtb", check_topology=False).label(molecule)
+    # relaxed at GFN2-xTB, with the topology check (H2 keeps its bond: see label.topology)
+    label = get_labeler("xtb").label(molecule)
+    assert label.status == "ok"
     assert label.ok and label.converged, label.message
     atoms = xtb.atom_energies(molecule.numbers)
     binding = atomization_energy(molecule.numbers, label.energy_hartree, atoms)

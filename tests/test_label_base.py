@@ -101,3 +101,14 @@ def test_mixed_levels_are_refused_with_the_levels_named():
     assert repr(xtb) in str(info.value) and repr(dft) in str(info.value)
     with pytest.raises(MixedLevelsError, match="no labels"):
         require_single_level([])
+
+
+def test_hydrogen_molecule_keeps_its_bond():
+    """RDKit's radius of H would put the H-H threshold (0.71 A) below the H2 bond (0.74 A)."""
+    numbers = np.array([1, 1])
+    for distance, bonded in ((0.74, True), (0.78, True), (1.6, False)):
+        positions = np.array([[0.0, 0.0, 0.0], [distance, 0.0, 0.0]])
+        assert (len(perceive_bonds(numbers, positions)) == 1) == bonded
+    # geminal H...H of methane (1.78 A) stays non-bonded
+    methane = embed_molecule(Molecule.from_smiles("C", "methane"), seed=1)
+    assert len(perceive_bonds(methane.numbers, methane.positions)) == 4

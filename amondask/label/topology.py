@@ -11,6 +11,10 @@ look changed; at 1.15 all QM9 molecules with <= 8 heavy atoms keep their bonds e
 radii sum; typical O-N bonds are 1.40). No single factor separates every long bond from every
 short non-bonded contact; 1.15 errs towards flagging strongly stretched bonds.
 
+RDKit's covalent radius of H (0.31 angstrom; 0.23 in older tables) makes the H-H threshold
+shorter than the H2 bond (0.74 angstrom), so an H-H pair is bonded below
+:data:`H_H_BOND_ANGSTROM` instead (non-bonded H...H contacts are beyond 1.5 angstrom).
+
 Only connectivity is compared, not bond orders: a relaxed structure in which an H atom moved
 to another atom, or a bond stretched beyond the threshold, has a changed topology.
 """
@@ -25,6 +29,9 @@ from rdkit import Chem
 
 from amondask import config
 from amondask.chem.molecule import Molecule
+
+#: H-H pairs closer than this (angstrom) are bonded, whatever the radius factor (H2: 0.74).
+H_H_BOND_ANGSTROM = 1.0
 
 
 @lru_cache(maxsize=128)
@@ -53,7 +60,10 @@ def perceive_bonds(
     radii = covalent_radii_angstrom(numbers)
     i, j = np.triu_indices(len(numbers), k=1)
     distances = np.linalg.norm(positions[i] - positions[j], axis=1)
-    bonded = distances < factor * (radii[i] + radii[j])
+    threshold = factor * (radii[i] + radii[j])
+    both_hydrogen = (numbers[i] == 1) & (numbers[j] == 1)
+    threshold[both_hydrogen] = np.maximum(threshold[both_hydrogen], H_H_BOND_ANGSTROM)
+    bonded = distances < threshold
     return np.column_stack([i[bonded], j[bonded]]).astype(np.int64).reshape(-1, 2)
 
 
