@@ -39,6 +39,8 @@ _ALGEBRA_FASTMATH = {"reassoc", "contract"}
 _ISOTROPIC_CURVATURE = 100.0
 _COULOMB = 332.0716  # kcal A / (mol e^2)
 _ONE_FOUR_ELECTROSTATIC_SCALE = 0.75
+# (MMFF atom type, MMFF atom type) -> (R*_ij, epsilon_ij): a small table, filled as types appear
+_VDW_CACHE: dict[tuple[int, int], tuple[float, float]] = {}
 #: MMFF94 atom types whose angles are linear ("linh" in MMFFPROP.PAR): sp C, sp N, =N=, isonitrile
 _LINEAR_TYPES = frozenset({4, 42, 53, 61})
 
@@ -194,18 +196,24 @@ def _build_terms(mol: Chem.Mol) -> MMFFTerms | None:
     torsion_params = [torsion_params[t] for t in keep]
 
     distance = Chem.GetDistanceMatrix(mol)
-    pairs, pair_params = [], []
-    charges = [properties.GetMMFFPartialCharge(i) for i in range(n_atoms)]
-    for i in range(n_atoms):
-        for j in range(i + 1, n_atoms):
-            if distance[i, j] < 3:
-                continue
+    first, second = np.triu_indices(n_atoms, 1)
+    apart = distance[first, second] >= 3  # van der Waals and Coulomb from 1-4 on
+    first, second = first[apart], second[apart]
+    charges = np.array([properties.GetMMFFPartialCharge(i) for i in range(n_atoms)])
+    pair_params = np.empty((len(first), 3))
+    for row, (i, j) in enumerate(zip(first.tolist(), second.tolist(), strict=True)):
+        type_pair = (types[i], types[j])
+        vdw = _VDW_CACHE.get(type_pair)
+        if vdw is None:
+            # MMFF94 van der Waals parameters depend on the two atom types only
             vdw = properties.GetMMFFVdWParams(i, j)
             if vdw is None:
                 return None
-            scale = _ONE_FOUR_ELECTROSTATIC_SCALE if distance[i, j] == 3 else 1.0
-            pairs.append((i, j))
-            pair_params.append((vdw[2], vdw[3], _COULOMB * charges[i] * charges[j] * scale))
+            vdw = _VDW_CACHE[type_pair] = (vdw[2], vdw[3])
+        pair_params[row, :2] = vdw
+    scale = np.where(distance[first, second] == 3, _ONE_FOUR_ELECTROSTATIC_SCALE, 1.0)
+    pair_params[:, 2] = _COULOMB * charges[first] * charges[second] * scale
+    pairs = np.column_stack((first, second))
 
     def indices(rows, width):
         return np.array(rows, dtype=np.int64).reshape(-1, width)
