@@ -25,6 +25,7 @@ conformers; the others share the first one's geometry.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -227,8 +228,13 @@ def relax_amon(
         raise ValueError(f"engine must be 'compiled' or 'rdkit', not {engine!r}")
     setup = _relaxation_setup(molecule)
     if setup is None:
-        return Relaxation(
-            np.array(molecule.positions), True, 0.0, "no MMFF94 parameters; not relaxed"
+        # no parameters from RDKit's getters (or no MMFF94 types at all): RDKit's own path
+        # decides, with its empirical rules, or reports the fragment as not relaxed
+        return _relax_amon_rdkit(
+            molecule,
+            torsion_window_degrees=torsion_window_degrees,
+            torsion_tolerance_degrees=torsion_tolerance_degrees,
+            max_iterations=max_iterations,
         )
     terms, hydrogen_terms, hydrogens, all_atoms, dihedrals = setup
     start = molecule.positions
@@ -264,9 +270,19 @@ def relax_amon(
 # atom-ordered graph (MMFF terms in that order, H atoms, all atoms, heavy dihedrals; None
 # without MMFF94 parameters), and per canonically ordered graph (the MMFF terms), so that the
 # parameters of one amon are extracted once whichever query and atom order it comes in.
+# Bounded: ~13 kB per setup entry, ~7 kB per terms entry, ~140 MB per process when both are
+# full; when one is full, its older half goes. A terms miss costs ~0.5 ms (RDKit typing and
+# parameters), a setup miss ~0.15 ms (canonical ranking): the terms cache is kept longer.
 _SETUP_CACHE: dict[bytes, tuple | None] = {}
 _CANONICAL_TERMS: dict[bytes, mmff.MMFFTerms | None] = {}
-_CACHE_LIMIT = 20_000
+_SETUP_CACHE_LIMIT = 5_000
+_TERMS_CACHE_LIMIT = 10_000
+
+
+def _make_room(cache: dict, limit: int) -> None:
+    if len(cache) >= limit:
+        for key in list(itertools.islice(cache, len(cache) // 2)):
+            del cache[key]
 
 
 def _relaxation_setup(molecule: Molecule):
@@ -286,8 +302,7 @@ def _relaxation_setup(molecule: Molecule):
             np.arange(molecule.n_atoms),
             heavy_dihedrals(molecule),
         )
-    if len(_SETUP_CACHE) >= _CACHE_LIMIT:
-        _SETUP_CACHE.clear()
+    _make_room(_SETUP_CACHE, _SETUP_CACHE_LIMIT)
     _SETUP_CACHE[key] = setup
     return setup
 
@@ -317,8 +332,7 @@ def _ordered_terms(molecule: Molecule) -> mmff.MMFFTerms | None:
             formal_charges=charges,
             positions=molecule.positions[order],
         )
-        if len(_CANONICAL_TERMS) >= _CACHE_LIMIT:
-            _CANONICAL_TERMS.clear()
+        _make_room(_CANONICAL_TERMS, _TERMS_CACHE_LIMIT)
         _CANONICAL_TERMS[code] = mmff.mmff_terms(canonical.rdkit_mol)
     terms = _CANONICAL_TERMS[code]
     return None if terms is None else mmff.permuted(terms, order)
