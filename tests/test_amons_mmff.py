@@ -238,3 +238,27 @@ def test_relaxation_is_deterministic_across_cache_states(amon_molecules):
     second = [relax_amon(m).positions for m in reversed(sample)][::-1]
     for a, b in zip(first, second, strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def test_without_compiled_parameters_the_rdkit_path_relaxes(amon_molecules, monkeypatch):
+    molecule = amon_molecules[-1]
+    monkeypatch.setattr(geometry, "_SETUP_CACHE", {})
+    monkeypatch.setattr(geometry, "_CANONICAL_TERMS", {})
+    monkeypatch.setattr(mmff, "mmff_terms", lambda mol: None)
+    fallback = relax_amon(molecule)
+    reference = relax_amon(molecule, engine="rdkit")
+    np.testing.assert_array_equal(fallback.positions, reference.positions)
+    assert fallback.accepted == reference.accepted
+
+
+def test_bounded_caches_give_the_same_relaxations(amon_molecules, monkeypatch):
+    sample = amon_molecules[::4]
+    expected = [relax_amon(m).positions for m in sample]
+    monkeypatch.setattr(geometry, "_SETUP_CACHE", {})
+    monkeypatch.setattr(geometry, "_CANONICAL_TERMS", {})
+    monkeypatch.setattr(geometry, "_SETUP_CACHE_LIMIT", 4)
+    monkeypatch.setattr(geometry, "_TERMS_CACHE_LIMIT", 3)
+    for molecule, positions in zip(sample, expected, strict=True):
+        np.testing.assert_array_equal(relax_amon(molecule).positions, positions)
+        assert len(geometry._SETUP_CACHE) <= 4
+        assert len(geometry._CANONICAL_TERMS) <= 3
