@@ -237,30 +237,18 @@ def relax_amon(
             max_iterations=max_iterations,
         )
     terms, hydrogen_terms, hydrogens, all_atoms, dihedrals = setup
-    start = molecule.positions
-    positions, _, _, _ = mmff.minimize(
-        hydrogen_terms, start, hydrogens, max_iterations=max_iterations
-    )
-    before, largest_angle = mmff.dihedral_geometry(start, dihedrals)
-    # dihedrals over a (nearly) linear angle are undefined: not held, not checked
-    bent = largest_angle <= _STRAIGHT_ANGLE_DEGREES
-    dihedrals, before = dihedrals[bent], before[bent]
-    window = np.empty((len(dihedrals), 3))
-    window[:, 0] = before - torsion_window_degrees
-    window[:, 1] = before + torsion_window_degrees
-    window[:, 2] = _TORSION_FORCE_CONSTANT
-    positions, _, _, _ = mmff.minimize(
+    positions, change = mmff.relax_two_step(
+        hydrogen_terms,
         terms,
-        positions,
+        molecule.positions,
+        hydrogens,
         all_atoms,
-        restraints=dihedrals,
-        restraint_params=window,
+        dihedrals,
+        window_degrees=torsion_window_degrees,
+        force_constant=_TORSION_FORCE_CONSTANT,
+        straight_degrees=_STRAIGHT_ANGLE_DEGREES,  # dihedrals over these are undefined
         max_iterations=max_iterations,
     )
-    change = 0.0
-    if len(dihedrals):
-        after, _ = mmff.dihedral_geometry(positions, dihedrals)
-        change = float(np.max(np.abs((after - before + 180.0) % 360.0 - 180.0)))
     accepted = change <= torsion_tolerance_degrees
     message = "" if accepted else f"dihedrals moved by up to {change:.1f} degrees under MMFF94"
     return Relaxation(positions, accepted, change, message)

@@ -291,7 +291,7 @@ def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # ---- kernels ------------------------------------------------------------------------------------
 
 
-@numba.njit(cache=True, fastmath=False)
+@numba.njit(cache=True)
 def _dihedral_and_gradient(x, i, j, k, l, grad_out):
     """Dihedral i-j-k-l: (cos, sin, defined); its gradient (radians) goes into grad_out (4, 3).
 
@@ -874,6 +874,121 @@ def dihedral_geometry(x, quadruples):
                 largest = angle
         largest_angle[t] = largest
     return dihedral, largest_angle
+
+
+@numba.njit(cache=True)
+def _relax_two_step(
+    start,
+    hydrogens,
+    all_atoms,
+    dihedrals,
+    window_degrees,
+    force_constant,
+    straight_degrees,
+    max_iterations,
+    gradient_tolerance,
+    isotropic,
+    h_bonds,
+    h_bond_params,
+    h_angles,
+    h_angle_params,
+    h_angle_r0,
+    h_oops,
+    h_oop_params,
+    h_torsions,
+    h_torsion_params,
+    h_pairs,
+    h_pair_params,
+    bonds,
+    bond_params,
+    angles,
+    angle_params,
+    angle_r0,
+    oops,
+    oop_params,
+    torsions,
+    torsion_params,
+    pairs,
+    pair_params,
+):
+    """The authors' two-step relaxation in one compiled call (see
+    :func:`amondask.amons.geometry.relax_amon`): H atoms with ``h_*`` terms, then all atoms
+    with the bent heavy dihedrals held in a flat-bottomed window. Returns (positions, largest
+    dihedral change in degrees)."""
+    x = start.copy()
+    no_restraints = np.zeros((0, 4), dtype=np.int64)
+    no_restraint_params = np.zeros((0, 3))
+    _minimize(
+        x, hydrogens, max_iterations, gradient_tolerance, isotropic, h_bonds, h_bond_params,
+        h_angles, h_angle_params, h_angle_r0, h_oops, h_oop_params, h_torsions,
+        h_torsion_params, h_pairs, h_pair_params, no_restraints, no_restraint_params,
+    )  # fmt: skip
+    before, largest_angle = dihedral_geometry(start, dihedrals)
+    n_bent = 0
+    for t in range(dihedrals.shape[0]):
+        if largest_angle[t] <= straight_degrees:
+            n_bent += 1
+    held = np.empty((n_bent, 4), dtype=np.int64)
+    window = np.empty((n_bent, 3))
+    held_before = np.empty(n_bent)
+    row = 0
+    for t in range(dihedrals.shape[0]):
+        if largest_angle[t] <= straight_degrees:
+            for c in range(4):
+                held[row, c] = dihedrals[t, c]
+            held_before[row] = before[t]
+            window[row, 0] = before[t] - window_degrees
+            window[row, 1] = before[t] + window_degrees
+            window[row, 2] = force_constant
+            row += 1
+    _minimize(
+        x, all_atoms, max_iterations, gradient_tolerance, isotropic, bonds, bond_params,
+        angles, angle_params, angle_r0, oops, oop_params, torsions, torsion_params, pairs,
+        pair_params, held, window,
+    )  # fmt: skip
+    change = 0.0
+    if n_bent:
+        after, _ = dihedral_geometry(x, held)
+        for t in range(n_bent):
+            delta = abs((after[t] - held_before[t] + 180.0) % 360.0 - 180.0)
+            if delta > change:
+                change = delta
+    return x, change
+
+
+def relax_two_step(
+    hydrogen_terms: MMFFTerms,
+    terms: MMFFTerms,
+    positions: np.ndarray,
+    hydrogens: np.ndarray,
+    all_atoms: np.ndarray,
+    dihedrals: np.ndarray,
+    *,
+    window_degrees: float,
+    force_constant: float,
+    straight_degrees: float,
+    max_iterations: int,
+    gradient_tolerance: float = 1e-3,
+) -> tuple[np.ndarray, float]:
+    """MMFF94 on ``hydrogens`` (terms ``hydrogen_terms``, the others fixed), then on all atoms
+    with the heavy ``dihedrals`` not over an angle above ``straight_degrees`` held within
+    +-``window_degrees`` of their start values (restraint ``force_constant`` kcal/mol/deg^2).
+    Returns (positions (n, 3) angstrom, largest change of a held dihedral in degrees)."""
+    x, change = _relax_two_step(
+        np.ascontiguousarray(positions, dtype=np.float64),
+        hydrogens,
+        all_atoms,
+        dihedrals,
+        float(window_degrees),
+        float(force_constant),
+        float(straight_degrees),
+        int(max_iterations),
+        float(gradient_tolerance),
+        float(_ISOTROPIC_CURVATURE),
+        *_term_arrays(hydrogen_terms),
+        *_term_arrays(terms),
+    )
+    return x, float(change)
 
 
 def _restraint_arrays(dihedrals: np.ndarray, window):
