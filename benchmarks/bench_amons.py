@@ -25,6 +25,7 @@ from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem, rdDetermineBonds
 from rdkit.Geometry import Point3D
 
+from amondask import config
 from amondask.amons import extract_amons
 from amondask.chem import Molecule
 
@@ -184,6 +185,10 @@ def main() -> None:
         },
         "rules": "paper",
         "relaxation": "MMFF94, compiled engine (amondask.amons.mmff; RDKit typing and parameters)",
+        "mmff_max_iterations": int(config.get("amons.mmff-max-iterations")),
+        "conformer_criterion": "the authors': L1 distance of sorted per-atom inverse-distance "
+        f"sums > {config.get('amons.conformer-threshold')} / angstrom from every kept conformer; "
+        "1-2 heavy atoms: one conformer (amondask.amons.geometry.first_same_conformer)",
         "results": results,
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

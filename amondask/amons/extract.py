@@ -2,7 +2,7 @@
 
 Pure single-molecule code (no Dask, no Zarr): the distributed store maps it over partitions.
 Output is deterministic: amons sorted by (n_heavy, key), occurrences sorted by atom indices,
-conformers in the order of their geometries' Coulomb spectra (independent of atom numbering).
+conformers in the order of their geometries' signatures (independent of atom numbering).
 With ``geometry=False`` amons are graphs only, even when the query has coordinates (the fast
 path for counting); graph-only amon Molecules are shared between queries (they are immutable).
 """
@@ -17,8 +17,8 @@ from rdkit import Chem
 from amondask import config
 from amondask.amons.geometry import (
     cap_positions,
-    coulomb_distance,
-    coulomb_spectra,
+    conformer_signatures,
+    first_same_conformer,
     min_nonbonded_distance,
     relax_amon,
 )
@@ -267,34 +267,34 @@ class _AmonBuilder:
     ) -> tuple[AmonConformer, ...]:
         """Distinct geometries of one amon over its occurrences.
 
-        Occurrences are grouped greedily, in the order of their Coulomb spectra (so the result
-        does not depend on the query's atom numbering), by the Coulomb distance of their capped
-        query geometries; with ``relax`` only each group's first occurrence is relaxed, and
-        groups whose relaxed geometries fall within the threshold are merged.
+        Occurrences are visited in the order of their signatures (so the result does not depend
+        on the query's atom numbering) and grouped greedily by :func:`first_same_conformer` on
+        their capped query geometries; with ``relax`` only each group's first occurrence is
+        relaxed, and groups whose relaxed geometries are the same conformer are merged.
+        *Choice*: the authors relax every occurrence; occurrences whose capped geometries are
+        already within the threshold (mostly symmetry copies) are relaxed once here.
         """
         threshold = settings.conformer_threshold
+        n_heavy = entry.n_heavy
         molecules = [
             self.occurrence_molecule(occurrence, entry.key, True)
             for occurrence in entry.occurrences
         ]
-        spectra = coulomb_spectra(
-            np.stack([molecule.numbers for molecule in molecules]),
-            np.stack([molecule.positions for molecule in molecules]),
-        )
-        candidates = [
-            (tuple(np.round(spectrum, 8)), index, molecule, spectrum)
-            for index, (molecule, spectrum) in enumerate(zip(molecules, spectra, strict=True))
-        ]
+        signatures = conformer_signatures(np.stack([molecule.positions for molecule in molecules]))
         # visit occurrences by their geometry, not their atom numbers, so that the groups and
         # their representatives do not depend on how the query's atoms are numbered
-        candidates.sort(key=lambda candidate: candidate[:2])
+        order = sorted(
+            range(len(molecules)), key=lambda index: (tuple(np.round(signatures[index], 8)), index)
+        )
         groups: list[_Group] = []
-        for _, index, molecule, spectrum in candidates:
-            group = _first_close(groups, spectrum, threshold)
-            if group is None:
-                groups.append(_Group(molecule, spectrum, [index]))
+        kept: list[np.ndarray] = []
+        for index in order:
+            match = first_same_conformer(kept, signatures[index], n_heavy, threshold)
+            if match is None:
+                groups.append(_Group(molecules[index], signatures[index], [index]))
+                kept.append(signatures[index])
             else:
-                group.occurrence_indices.append(index)
+                groups[match].occurrence_indices.append(index)
         if relax:
             rejected = []
             for group in groups:
@@ -311,23 +311,24 @@ class _AmonBuilder:
                     group.warnings.append(outcome.message)
                 if not outcome.accepted:
                     rejected.append(group)
-            relaxed_spectra = coulomb_spectra(
-                np.stack([group.molecule.numbers for group in groups]),
-                np.stack([group.positions for group in groups]),
+            relaxed_signatures = conformer_signatures(
+                np.stack([group.positions for group in groups])
             )
-            for group, spectrum in zip(groups, relaxed_spectra, strict=True):
-                group.spectrum = spectrum
-            kept = [group for group in groups if group not in rejected]
-            if not kept:
+            for group, signature in zip(groups, relaxed_signatures, strict=True):
+                group.signature = signature
+            accepted = [group for group in groups if group not in rejected]
+            if not accepted:
                 # every geometry moved under MMFF94: keep the least-moved one, flagged
-                kept = [min(rejected, key=lambda group: group.torsion_change)]
+                accepted = [min(rejected, key=lambda group: group.torsion_change)]
             merged: list[_Group] = []
-            for group in kept:
-                target = _first_close(merged, group.spectrum, threshold)
-                if target is None:
+            kept = []
+            for group in accepted:
+                match = first_same_conformer(kept, group.signature, n_heavy, threshold)
+                if match is None:
                     merged.append(group)
+                    kept.append(group.signature)
                 else:
-                    target.occurrence_indices.extend(group.occurrence_indices)
+                    merged[match].occurrence_indices.extend(group.occurrence_indices)
             groups = merged
         out = []
         for number, group in enumerate(groups):
@@ -366,7 +367,7 @@ class _Group:
     """Occurrences that share one geometry (mutable while conformers are being built)."""
 
     molecule: Molecule
-    spectrum: np.ndarray
+    signature: np.ndarray  # conformer_signature of the current positions
     occurrence_indices: list[int]
     positions: np.ndarray | None = None  # relaxed positions (angstrom), when relaxed
     relaxed: bool = False
@@ -380,10 +381,3 @@ def _anchor_atoms(graph: QueryGraph, atoms: tuple[int, ...], subset: int) -> lis
     for a in atoms:
         out.extend([a] * (graph.neighbours[a] & ~subset).bit_count())
     return out
-
-
-def _first_close(groups: list[_Group], spectrum: np.ndarray, threshold: float) -> _Group | None:
-    for group in groups:
-        if coulomb_distance(group.spectrum, spectrum) <= threshold:
-            return group
-    return None

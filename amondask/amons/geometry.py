@@ -18,9 +18,14 @@ remains available as ``relax_amon(..., engine="rdkit")``, the reference in the t
 dihedral restraint is RDKit's MMFF torsion constraint: ``k d^2`` with ``d`` the excess over the
 window in degrees and ``k`` = 100 kcal/mol/deg^2.
 
-Conformers: occurrences of one amon whose (relaxed) geometries differ by more than
-``conformer_threshold`` in the Coulomb-matrix distance (:func:`coulomb_distance`) are distinct
-conformers; the others share the first one's geometry.
+Conformers, the authors' criterion (binghuang2018/aqml, ``cheminfo/oechem/amon.py`` and
+``cheminfo/algo/amon.py``: ``Sets.update`` with ``M='cml1'``, ``thresh=0.01``): each relaxed
+geometry is described by :func:`conformer_signature` (per atom, the sum of inverse distances to
+all other atoms, H included, no nuclear charges, sorted), and a geometry is a new conformer of
+its amon when its L1 distance (:func:`conformer_distance`, absolute, 1/angstrom) to *every*
+kept conformer exceeds the threshold; amons of at most
+:data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms have one conformer. Both the per-query
+dedup and the cross-query merge decide with :func:`first_same_conformer`.
 """
 
 from __future__ import annotations
@@ -133,9 +138,54 @@ def coulomb_spectra(numbers: np.ndarray, positions_angstrom: np.ndarray) -> np.n
     return np.sort(np.linalg.eigvalsh(matrix), axis=1)[:, ::-1]
 
 
-def coulomb_distance(spectrum_a: np.ndarray, spectrum_b: np.ndarray) -> float:
-    """Relative distance of two Coulomb spectra: ``|a - b| / |a|`` (dimensionless)."""
-    return float(np.linalg.norm(spectrum_a - spectrum_b) / np.linalg.norm(spectrum_a))
+#: Amons with at most this many heavy atoms have a single conformer (the authors' rule: their
+#: geometries differ only by bond lengths and angles, which the labeler relaxes anyway).
+SINGLE_CONFORMER_MAX_HEAVY_ATOMS = 2
+
+
+def conformer_signature(positions_angstrom: np.ndarray) -> np.ndarray:
+    """The authors' conformer descriptor ("cml1") of one geometry: (n,) per-atom sums of
+    inverse distances to all other atoms (1/angstrom), sorted ascending.
+
+    The L1 norms of the rows of the Coulomb matrix without nuclear charges (off-diagonal
+    1/r_ij in angstrom, zero diagonal), over all atoms (H included). Invariant to rotation,
+    translation and atom order.
+    """
+    return conformer_signatures(np.asarray(positions_angstrom)[None])[0]
+
+
+def conformer_signatures(positions_angstrom: np.ndarray) -> np.ndarray:
+    """:func:`conformer_signature` of a stack of k geometries of n atoms: (k, n, 3) -> (k, n)."""
+    r = np.asarray(positions_angstrom, dtype=np.float64)
+    diff = r[:, :, None, :] - r[:, None, :, :]
+    distance = np.sqrt(np.einsum("sijk,sijk->sij", diff, diff))
+    diagonal = np.arange(r.shape[1])
+    distance[:, diagonal, diagonal] = np.inf  # zero diagonal in the inverse
+    return np.sort((1.0 / distance).sum(axis=2), axis=1)
+
+
+def conformer_distance(signature_a: np.ndarray, signature_b: np.ndarray) -> float:
+    """The authors' conformer distance: ``sum |a - b|`` of two signatures (L1, absolute,
+    1/angstrom); see :func:`conformer_signature`."""
+    return float(np.abs(signature_a - signature_b).sum())
+
+
+def first_same_conformer(
+    kept: np.ndarray | Sequence[np.ndarray], signature: np.ndarray, n_heavy: int, threshold: float
+) -> int | None:
+    """Index of the first of the ``kept`` signatures (m, n) of one amon that ``signature`` is
+    the same conformer as, or None when it is a new conformer.
+
+    Same conformer: :func:`conformer_distance` at most ``threshold`` (1/angstrom); an amon of
+    at most :data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms has only one conformer.
+    """
+    if len(kept) == 0:
+        return None
+    if n_heavy <= SINGLE_CONFORMER_MAX_HEAVY_ATOMS:
+        return 0
+    distances = np.abs(np.asarray(kept) - signature).sum(axis=1)
+    hits = np.flatnonzero(distances <= threshold)
+    return int(hits[0]) if len(hits) else None
 
 
 def heavy_dihedrals(molecule: Molecule) -> np.ndarray:
@@ -206,7 +256,7 @@ def relax_amon(
     *,
     torsion_window_degrees: float = 2.0,
     torsion_tolerance_degrees: float = 5.0,
-    max_iterations: int = 200,
+    max_iterations: int = 1000,
     engine: str = "compiled",
 ) -> Relaxation:
     """MMFF94 on the H atoms (heavy atoms fixed), then on all atoms with dihedrals held.

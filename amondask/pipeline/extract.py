@@ -7,8 +7,9 @@ Algorithm (a two-phase merge by hash buckets; the client never holds the amons):
    subgroup, sorted by (bucket, key, query), where ``bucket = crc32(key) mod B``.
 2. **buckets** (one task per bucket): read the bucket's slice of every part, deduplicate keys
    against the store and each other (first query wins), deduplicate conformers against the stored
-   conformers of the same amon and each other (relative Coulomb-spectrum distance above
-   ``amondask.amons.conformer-threshold`` makes a new conformer, as the authors do), and write the
+   conformers of the same amon and each other (the authors' criterion, with the per-query
+   dedup's own function :func:`amondask.amons.geometry.first_same_conformer` and
+   ``amondask.amons.conformer-threshold``), and write the
    new amons sorted by (first query, n_heavy, key).
 3. **ids** (client, streaming): a k-way merge of the buckets' sorted new amons gives every new
    amon its id, in the order (first query, n_heavy, key), after the existing ids; conformers the
@@ -198,8 +199,8 @@ NEW_CONFORMER_COLUMNS = {
 def _existing_in_bucket(
     workspace: Workspace, plan: dict, bucket: int
 ) -> tuple[dict[str, int], dict[int, list[tuple[int, np.ndarray]]]]:
-    """Stored amons of this bucket (key -> id) and their conformers (id -> [(row, spectrum)])."""
-    from amondask.amons.geometry import coulomb_spectrum
+    """Stored amons of this bucket (key -> id) and their conformers (id -> [(row, signature)])."""
+    from amondask.amons.geometry import conformer_signature
 
     n_amons, n_conformers = plan["rows_before"]["amons"], plan["rows_before"]["conformers"]
     if not n_amons:
@@ -209,7 +210,7 @@ def _existing_in_bucket(
     ids = {key: k for k, key in enumerate(keys) if bucket_of(key, plan["buckets"]) == bucket}
     conformer_amons = store.conformers.read("amon", 0, n_conformers)
     wanted = np.isin(conformer_amons, np.fromiter(ids.values(), np.int64))
-    spectra: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    signatures: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
     block = 50_000  # rows read at a time: memory stays bounded however large the store
     for start in range(0, n_conformers, block):
         stop = min(start + block, n_conformers)
@@ -217,37 +218,37 @@ def _existing_in_bucket(
             continue
         for row, molecule in enumerate(store.conformers.iter_molecules(start, stop), start):
             if wanted[row]:
-                spectra[int(conformer_amons[row])].append(
-                    (row, coulomb_spectrum(molecule.numbers, molecule.positions))
+                signatures[int(conformer_amons[row])].append(
+                    (row, conformer_signature(molecule.positions))
                 )
-    return ids, spectra
+    return ids, signatures
 
 
-class _KeptSpectra:
-    """The kept conformers of one amon: their ids and Coulomb spectra, compared in one go.
+class _KeptSignatures:
+    """The kept conformers of one amon: their ids and conformer signatures, compared in one go.
 
-    The distance is :func:`amondask.amons.geometry.coulomb_distance` (relative to the kept
-    spectrum); the first kept conformer within the threshold is the match, as in a loop.
+    The decision is :func:`amondask.amons.geometry.first_same_conformer`, the per-query
+    dedup's: the first kept conformer that is the same conformer is the match.
     """
 
     def __init__(self, entries: Sequence[tuple[int, np.ndarray]]):
         self.ids = [row for row, _ in entries]
-        self.spectra = [spectrum for _, spectrum in entries]
+        self.signatures = [signature for _, signature in entries]
         self._matrix: np.ndarray | None = None
 
-    def first_within(self, spectrum: np.ndarray, threshold: float) -> int | None:
+    def first_same(self, signature: np.ndarray, n_heavy: int, threshold: float) -> int | None:
+        from amondask.amons.geometry import first_same_conformer
+
         if not self.ids:
             return None
         if self._matrix is None or len(self._matrix) != len(self.ids):
-            self._matrix = np.vstack(self.spectra)
-            self._norms = np.linalg.norm(self._matrix, axis=1)
-        distances = np.linalg.norm(self._matrix - spectrum, axis=1) / self._norms
-        hits = np.flatnonzero(distances <= threshold)
-        return self.ids[int(hits[0])] if len(hits) else None
+            self._matrix = np.vstack(self.signatures)
+        match = first_same_conformer(self._matrix, signature, n_heavy, threshold)
+        return None if match is None else self.ids[match]
 
-    def add(self, conformer_id: int, spectrum: np.ndarray) -> None:
+    def add(self, conformer_id: int, signature: np.ndarray) -> None:
         self.ids.append(conformer_id)
-        self.spectra.append(spectrum)
+        self.signatures.append(signature)
 
 
 def _first_conformer_smiles(entries: list | None, key: str) -> str:
@@ -263,7 +264,7 @@ def _first_conformer_smiles(entries: list | None, key: str) -> str:
 
 def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``."""
-    from amondask.amons.geometry import coulomb_spectrum
+    from amondask.amons.geometry import conformer_signature
 
     workspace = Workspace(spec)
     staging = workspace.root[STAGING]
@@ -272,7 +273,7 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     if is_complete(staging["buckets"], name):
         return dict(staging["buckets"][name].attrs)
     threshold = float(config.get("amons.conformer-threshold"))
-    existing_ids, existing_spectra = _existing_in_bucket(workspace, plan, bucket)
+    existing_ids, existing_signatures = _existing_in_bucket(workspace, plan, bucket)
 
     # Occurrences and candidate conformers of this bucket, in query order (parts are ordered).
     occurrences: list[tuple[str, int, int, int]] = []  # key, query, n_heavy, count
@@ -318,15 +319,15 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
     for key, entries in candidates.items():
         entries.sort(key=lambda entry: entry[:2])
         ref = amon_ref(key)
-        kept = _KeptSpectra(existing_spectra.get(ref, []) if ref >= 0 else [])
+        kept = _KeptSignatures(existing_signatures.get(ref, []) if ref >= 0 else [])
         n_heavy = n_heavy_of[key]
         for query, local, molecule in entries:
-            spectrum = coulomb_spectrum(molecule.numbers, molecule.positions)
-            match = kept.first_within(spectrum, threshold)
+            signature = conformer_signature(molecule.positions)
+            match = kept.first_same(signature, n_heavy, threshold)
             if match is None:
                 match = -1 - len(new_conformers)
                 new_conformers.append(((query, n_heavy, key, local), ref, query, molecule))
-                kept.add(match, spectrum)
+                kept.add(match, signature)
             query_conformer_refs.add((query, match))
     order = sorted(range(len(new_conformers)), key=lambda k: new_conformers[k][0])
     position = {old: new for new, old in enumerate(order)}
