@@ -28,14 +28,19 @@ tiles of 4000, K read from Zarr, seconds:
     1                          49             41               61                104
     2 (Fortran tiles)          91            120              157                  -
     n = 24000 (6 tiles)       119            149                -                  -
+    n = 32000 (8 tiles)       462            485              520                586
+    n = 40000 (10 tiles)      552*           383              438                  -
 
-and peak memory 2.1 vs 2.5 GiB (threads), 3.2 vs 3.8 GiB (processes, client + workers); at
-n = 24000 3.4 vs 4.5 GiB (scipy: 107 s, 4.7 GiB). On
-threads the two are within the noise; on worker processes ours was 1.7x faster (dask's
-left-looking sums move every product of a row to one worker) and it needs less memory, reads
-only the lower triangle and needs no padding: ``"tiled"`` is the default. On this 2-core machine
-neither beats the in-memory scipy solve (55 s at n = 16000 in run 1); the blocked solve is for K
-that does not fit one process but fits the cluster.
+(* with the test suite running beside it) and peak memory 2.1 vs 2.5 GiB (threads), 3.2 vs
+3.8 GiB (processes, client + workers); at n = 24000 3.4 vs 4.5 GiB (scipy: 107 s, 4.7 GiB); at
+n = 40000 7.5 vs 10.4 GiB on threads, 13.8 GiB ours on processes (scipy: 531 s, 12.6 GiB;
+``bench_solve_32k_40k.json``). On threads the two are within the noise; on worker processes ours
+was 1.7x faster at n = 16000 and 1.1x at 32000 (dask's left-looking sums move every product of
+a row to one worker; 9.1 vs 10.2 GiB at 32000) and it needs less memory, reads only the lower
+triangle and needs no padding: ``"tiled"`` is the default. On this 2-core machine neither
+clearly beats the in-memory scipy solve (55 s at n = 16000 in run 1; at 40000 383-552 s vs
+531 s, under changing load); the blocked solve is for K that does not fit one process but fits
+the cluster.
 
 BLAS threads: tasks call single-threaded BLAS (one BLAS thread per dask thread). A
 ``LocalCluster`` sets ``OPENBLAS_NUM_THREADS=1`` in its workers; with the threaded scheduler we

@@ -39,7 +39,12 @@ Why this order (``benchmarks/bench_solve.py``, 2 cores shared with other jobs): 
 1.3 GiB. On one machine the in-memory factorization is as fast as anything and exact, so it
 comes first; the blocked Cholesky pays off when the cluster has memory (and cores) this process
 lacks; PCG is the only one that needs neither (n = 60000, K 26.8 GiB on disk: 22 iterations,
-21 min, 3.2 GiB peak).
+21 min, 3.2 GiB peak). At n = 40000 (K 11.9 GiB, read from Zarr) scipy took 531 s and
+12.6 GiB, the tiled Cholesky 438-552 s and 7.5 GiB (threads) or 13.8 GiB (2 processes), PCG at
+tolerance 1e-8 103 s and 2.4 GiB (``bench_solve_32k_40k.json``): on a kernel this well
+conditioned (cond ~1e6, 22 iterations) PCG is already the fastest, but its iteration count
+grows with the conditioning (hundreds of iterations with few landmarks on the QM9 kernel,
+``bench_solve_qm9_tolerance.json``) while a factorization's cost does not.
 """
 
 from __future__ import annotations
