@@ -28,8 +28,9 @@ import pytest
 from amondask.pipeline.train import predictions_frame
 from amondask.store import Workspace
 
-# Six queries of 4-5 heavy atoms: at N_I = 4 they have 23 distinct amons (24 conformers);
-# labeling them one per task takes ~5 s on 2 workers, the 24 x 24 kernel in 2 x 2 blocks ~2 s.
+# Six queries of 4-5 heavy atoms: at N_I = 4 they have 23 distinct amons (27 conformers with
+# the authors' conformer criterion); labeling them one per task takes ~5 s on 2 workers, the
+# 27 x 27 kernel in 2 x 2 blocks ~2 s. The counts below come from the reference run.
 QUERIES = [
     ("CCCCO", "butanol"),
     ("CC(=O)OC", "methyl_acetate"),
@@ -273,7 +274,9 @@ def test_rerun_on_finished_workspace_computes_nothing(queries, reference):
 
     assert f"0 added, {len(QUERIES)} already in the workspace" in out
     assert "extracted 0 queries in 0 partitions: 0 new amons, 0 new conformers" in out
-    assert "labeled 0 amons" in out and "24 were labeled before" in out
+    n_conformers = _conformers(workspace)
+    assert n_conformers > 20
+    assert "labeled 0 amons" in out and f"{n_conformers} were labeled before" in out
     assert "represented 0 new amons rows in 0 tasks" in out
     assert "represented 0 new queries rows in 0 tasks" in out
     assert _row_counts(workspace) == before_rows
@@ -296,7 +299,7 @@ def test_killed_while_labeling_resumes_to_the_same_predictions(queries, referenc
     # nothing represented or predicted.
     n_conformers = _conformers(workspace)
     n_labels = _labels_committed(workspace)
-    assert n_conformers == 24
+    assert n_conformers == _conformers(reference[0])
     assert 2 <= n_labels < n_conformers, (n_labels, n_conformers, killed.stdout)
     assert not (workspace / "predictions").exists()
     assert "labeled" not in killed.stdout
@@ -322,13 +325,16 @@ def test_killed_while_computing_the_kernel_resumes_to_the_same_predictions(
     killed.wait_until(lambda: _kernel_blocks_done(workspace) >= 2, "the first kernel blocks")
     killed.kill()
 
-    # 24 x 24 in 2 x 2 blocks: 144 markers when done (the symmetric kernel marks both halves).
+    # n x n in 2 x 2 blocks: ceil(n / 2)^2 markers when done (the symmetric kernel marks both
+    # halves).
+    n_conformers = _conformers(reference[0])
+    n_blocks = ((n_conformers + 1) // 2) ** 2
     n_done = _kernel_blocks_done(workspace)
-    assert 2 <= n_done < 144, (n_done, killed.stdout)
-    assert _labels_committed(workspace) == _conformers(workspace) == 24
+    assert 2 <= n_done < n_blocks, (n_done, killed.stdout)
+    assert _labels_committed(workspace) == _conformers(workspace) == n_conformers
     assert not (workspace / "predictions").exists()
 
     out = Run(queries, workspace, "resumed").finish()
     assert "labeled 0 amons" in out and "represented 0 new amons rows" in out
-    assert _kernel_blocks_done(workspace) == 144
+    assert _kernel_blocks_done(workspace) == n_blocks
     _assert_same_predictions(_predictions(workspace), _predictions(reference[0]))
