@@ -72,17 +72,16 @@ def _unknown_keys(given: Any, known: Any, prefix: str) -> list[str]:
 
 
 def _flatten(data: dict[str, Any], known: Any, prefix: str) -> dict[str, Any]:
-    """Dotted keys of the leaves of ``data`` (a value whose default is not a mapping is a leaf)."""
+    """Dotted keys of the leaves of ``data``. With ``known`` (the defaults at this level), a
+    value is a leaf unless its default is a mapping (free-form values stay whole); without,
+    every mapping is descended into."""
     flat: dict[str, Any] = {}
     for key, value in data.items():
-        name = f"{prefix}{key}"
         default = known.get(key) if isinstance(known, dict) else None
-        if isinstance(value, dict) and (
-            isinstance(default, dict) or default is None and known is None
-        ):
-            flat.update(_flatten(value, default, f"{name}."))
+        if isinstance(value, dict) and (known is None or isinstance(default, dict)):
+            flat.update(_flatten(value, default, f"{prefix}{key}."))
         else:
-            flat[name] = value
+            flat[f"{prefix}{key}"] = value
     return flat
 
 
@@ -110,13 +109,9 @@ def read_file(path: str | Path) -> dict[str, Any]:
             f"unknown option(s) {', '.join(sorted(unknown))} in {path}; every option with its "
             "default is listed in examples/amondask.yaml"
         )
-    flat = _flatten(data["amondask"], known, "amondask.")
-    for key, value in data.items():  # other dask settings (distributed: ...) pass through
-        if key != "amondask":
-            flat.update(
-                _flatten({key: value}, None, "") if isinstance(value, dict) else {key: value}
-            )
-    return flat
+    others = {key: value for key, value in data.items() if key != "amondask"}
+    # other dask settings (distributed: ...) pass through as they are
+    return {**_flatten(data["amondask"], known, "amondask."), **_flatten(others, None, "")}
 
 
 def load_file(path: str | Path) -> Any:

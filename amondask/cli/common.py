@@ -145,3 +145,26 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="worker processes of the embedded LocalCluster (default: one per core; "
         "0 runs in this process without Dask)",
     )
+
+
+def add_amon_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--max-heavy-atoms/-k`` and ``--rules``, the defining parameters of the amons."""
+    parser.add_argument(
+        "--max-heavy-atoms", "-k", type=positive_int, help="amon size N_I (default: 7)"
+    )
+    parser.add_argument(
+        "--rules", choices=["paper", "plain"], help="amon rule set (default: paper)"
+    )
+
+
+def add_model_arguments(parser: argparse.ArgumentParser, *, protocol_help: str) -> None:
+    """``--labeler`` (the level the amons are labeled at) and ``--protocol``."""
+    parser.add_argument(
+        "--labeler", default=None, help="xtb (default), pyscf, table (see `amondask label`)"
+    )
+    parser.add_argument(
+        "--protocol",
+        choices=["global", "per-query"],
+        default=None,
+        help=protocol_help,
+    )

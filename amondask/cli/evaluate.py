@@ -6,7 +6,12 @@ import argparse
 import sys
 from pathlib import Path
 
-from amondask.cli.common import add_cluster_arguments, add_progress_argument, print_json
+from amondask.cli.common import (
+    add_cluster_arguments,
+    add_model_arguments,
+    add_progress_argument,
+    print_json,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -23,13 +28,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("workspace", metavar="W", help="a workspace after `amondask run`")
-    parser.add_argument(
-        "--labeler", default=None, help="the run's labeler: xtb (default), pyscf, table"
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=["global", "per-query"],
-        help="which model to evaluate (default: the one whose predictions W has)",
+    add_model_arguments(
+        parser, protocol_help="which model to evaluate (default: the one whose predictions W has)"
     )
     parser.add_argument(
         "--plots",
@@ -48,10 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def default_plot_prefix(workspace: str) -> str:
-    """``example.zarr`` -> ``example``; a URL -> its last path component in the current
-    directory."""
-    name = Path(workspace.rstrip("/").split("://")[-1]).name or "amondask"
-    return str(Path(workspace).with_name(Path(name).stem)) if "://" not in workspace else name
+    """``example.zarr`` -> ``example`` (beside the workspace); a URL -> its last component
+    without suffix, in the current directory."""
+    if "://" in workspace:
+        return Path(workspace.rstrip("/").rsplit("/", 1)[-1]).stem or "amondask"
+    return str(Path(workspace.rstrip("/")).with_suffix(""))
 
 
 def run(args: argparse.Namespace) -> int:

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from amondask.cli.common import (
+    add_amon_arguments,
     add_cluster_arguments,
     add_progress_argument,
     add_workspace_argument,
@@ -29,12 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("queries", nargs="*", metavar="QUERIES", help="molecule file(s) to add")
     add_workspace_argument(parser)
-    parser.add_argument(
-        "--max-heavy-atoms", "-k", type=positive_int, help="amon size N_I (default: 7)"
-    )
-    parser.add_argument(
-        "--rules", choices=["paper", "plain"], help="amon rule set (default: paper)"
-    )
+    add_amon_arguments(parser)
     parser.add_argument("--partition-size", type=positive_int, help="queries per task")
     add_cluster_arguments(parser)
     add_progress_argument(parser)

@@ -6,13 +6,14 @@ import argparse
 import sys
 
 from amondask.cli.common import (
+    add_amon_arguments,
     add_cluster_arguments,
+    add_model_arguments,
     add_progress_argument,
     add_workspace_argument,
     check_defining_parameters,
     check_input_files,
     existing_workspace,
-    positive_int,
 )
 
 
@@ -29,18 +30,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("queries", nargs="*", metavar="QUERIES", help="molecule file(s)")
     add_workspace_argument(parser)
-    parser.add_argument(
-        "--max-heavy-atoms", "-k", type=positive_int, help="amon size N_I (default: 7)"
-    )
-    parser.add_argument("--rules", choices=["paper", "plain"], help="amon rule set")
-    parser.add_argument(
-        "--labeler", default=None, help="xtb (default), pyscf, table (see `amondask label`)"
-    )
-    parser.add_argument(
-        "--protocol",
-        choices=["global", "per-query"],
-        default="global",
-        help="global: one model on all amons; per-query: the paper's, each query's own amons",
+    add_amon_arguments(parser)
+    add_model_arguments(
+        parser,
+        protocol_help="global (default): one model on all amons; per-query: the paper's, each "
+        "query's own amons",
     )
     add_cluster_arguments(parser)
     add_progress_argument(parser)
@@ -80,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         max_heavy_atoms=args.max_heavy_atoms,
         rules=args.rules,
         labeler=labeler,
-        protocol=args.protocol,
+        protocol=args.protocol or "global",
         client=SERIAL if args.workers == 0 else None,
         scheduler=args.scheduler,
         n_workers=args.workers or None,

@@ -114,23 +114,31 @@ def _check_level(workspace: Workspace, protocol: str, level: str) -> None:
 
 
 def _predict(
+    workspace: Workspace, protocol: str, level: str, representation: str, client: Any
+) -> Any:
+    """The workspace's predictions (not stored) for the queries' representation
+    ``representation``: the stored global model, or the per-query protocol."""
+    from amondask.pipeline.train import predict_per_query, predict_workspace
+
+    if protocol == "per-query":
+        return predict_per_query(
+            workspace, level, client=client, representation=representation, store=False
+        )
+    return predict_workspace(workspace, representation=representation, store=False)
+
+
+def _curve_point(
     workspace: Workspace,
     protocol: str,
     level: str,
     representation: str,
     client: Any,
-    max_amon_heavy_atoms: int | None = None,
+    training: tuple[np.ndarray, np.ndarray],
+    n_heavy: int,
 ) -> Any:
-    """Predictions (not stored) at the labeled geometries; ``max_amon_heavy_atoms`` limits the
-    training amons (and refits the global model) for a learning-curve point."""
-    from amondask.pipeline.train import (
-        conformer_heavy_atoms,
-        fit_global_model,
-        predict_per_query,
-        predict_with_model,
-        predict_workspace,
-        training_rows,
-    )
+    """Predictions when only amons of at most ``n_heavy`` heavy atoms are trained on (global:
+    one model refitted on those of the ``training`` (rows, energies)); None when there are none."""
+    from amondask.pipeline.train import fit_global_model, predict_per_query, predict_with_model
 
     if protocol == "per-query":
         return predict_per_query(
@@ -138,18 +146,14 @@ def _predict(
             level,
             client=client,
             representation=representation,
-            max_amon_heavy_atoms=max_amon_heavy_atoms,
+            max_amon_heavy_atoms=n_heavy,
             store=False,
         )
-    if max_amon_heavy_atoms is None:
-        return predict_workspace(workspace, representation=representation, store=False)
-    rows, energies, _ = training_rows(workspace, level)
-    small = conformer_heavy_atoms(workspace, rows) <= max_amon_heavy_atoms
-    if not small.any():
+    rows, energies = training
+    if not len(rows):
         return None
-    model = fit_global_model(workspace, rows[small], energies[small])
-    dataset, _ = predict_with_model(workspace, model, rows[small], representation=representation)
-    return dataset
+    model = fit_global_model(workspace, rows, energies)
+    return predict_with_model(workspace, model, rows, representation=representation)[0]
 
 
 def _learning_curve(
@@ -158,31 +162,44 @@ def _learning_curve(
     level: str,
     representation: str,
     reference: np.ndarray,
+    final: Any,
     client: Any,
     progress: bool,
 ) -> dict[str, np.ndarray]:
+    """MAE etc. per N_I = 1..max; ``final`` (the evaluated predictions) is reused for the
+    point that trains on every amon the evaluated model was trained on."""
     from tqdm.auto import tqdm
 
     from amondask.models import element_count_matrix
     from amondask.pipeline.train import _numbers_per_row, conformer_heavy_atoms, training_rows
 
-    rows, _, _ = training_rows(workspace, level)
+    rows, energies, _ = training_rows(workspace, level)
     sizes = conformer_heavy_atoms(workspace, rows)
     numbers = _numbers_per_row(workspace.amons.conformers, rows)
     counts = element_count_matrix(numbers, sorted({int(z) for n in numbers for z in n}))
+    final_is_full = protocol == "per-query" or np.array_equal(
+        workspace.root["models/global/train_rows"][:], rows
+    )
     levels = np.arange(1, int(sizes.max()) + 1)
     curve = {name: np.full(len(levels), np.nan) for name in ("mae", "rmse", "max")}
     curve["n_train"] = np.zeros(len(levels))
     curve["n_predicted"] = np.zeros(len(levels), dtype=np.int64)
     curve["baseline_determined"] = np.zeros(len(levels), dtype=bool)
     for k, n_heavy in enumerate(tqdm(levels, desc="learning curve", disable=not progress)):
+        small = sizes <= n_heavy
         # Can the amons up to this size fix one energy per element (of those they contain)?
-        used = counts[sizes <= n_heavy]
+        used = counts[small]
         present = used.any(axis=0)
         curve["baseline_determined"][k] = bool(
             len(used) and np.linalg.matrix_rank(used[:, present]) == present.sum()
         )
-        dataset = _predict(workspace, protocol, level, representation, client, int(n_heavy))
+        if small.all() and final_is_full:
+            dataset = final
+        else:
+            training = (rows[small], energies[small])
+            dataset = _curve_point(
+                workspace, protocol, level, representation, client, training, int(n_heavy)
+            )
         if dataset is None:
             continue
         stats = error_statistics((dataset["energy"].values - reference) * KCAL_PER_MOL_PER_HARTREE)
@@ -280,7 +297,7 @@ def evaluate_workspace(
     )
     if learning_curve:
         curve = _learning_curve(
-            workspace, protocol, level, representation, reference, client, progress
+            workspace, protocol, level, representation, reference, predicted, client, progress
         )
         dataset = dataset.assign_coords(n_heavy=("n_heavy", curve["n_heavy"]))
         for name in ("mae", "rmse", "max"):

@@ -650,6 +650,15 @@ def _lap(report: ExtractReport, step: str, since: float) -> float:
     return now
 
 
+def check_max_heavy_atoms(max_heavy_atoms: int | None) -> None:
+    """Refuse an amon size N_I below 1 (None: the configured or recorded one, checked later)."""
+    if max_heavy_atoms is not None and max_heavy_atoms < 1:
+        raise InputError(
+            f"max_heavy_atoms (the amon size N_I) must be at least 1, not {max_heavy_atoms}; "
+            "the paper's default is 7"
+        )
+
+
 def extract_workspace(
     workspace: Workspace,
     *,
@@ -669,11 +678,7 @@ def extract_workspace(
     max_heavy_atoms = int(
         workspace.resolve_parameter("max_heavy_atoms", max_heavy_atoms, "max-heavy-atoms")
     )
-    if max_heavy_atoms < 1:
-        raise InputError(
-            f"max_heavy_atoms (the amon size N_I) must be at least 1, not {max_heavy_atoms}; "
-            "the paper's default is 7"
-        )
+    check_max_heavy_atoms(max_heavy_atoms)
     rules = str(workspace.resolve_parameter("amon_rules", rules, "amon-rules"))
     workspace.require_parameters({"max_heavy_atoms": max_heavy_atoms, "amon_rules": rules})
     store = AmonStore(workspace)

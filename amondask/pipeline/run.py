@@ -54,9 +54,8 @@ def run(
     ``scheduler``). With ``echo``, each stage's report is printed as it finishes.
     """
     from amondask.cluster import get_client
-    from amondask.errors import InputError
     from amondask.label import get_labeler
-    from amondask.pipeline.extract import extract_workspace
+    from amondask.pipeline.extract import check_max_heavy_atoms, extract_workspace
     from amondask.pipeline.kernel import kernel_workspace
     from amondask.pipeline.label import label_workspace
     from amondask.pipeline.represent import represent_workspace
@@ -65,10 +64,7 @@ def run(
 
     if protocol not in ("global", "per-query"):
         raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
-    if max_heavy_atoms is not None and max_heavy_atoms < 1:  # before anything is written
-        raise InputError(
-            f"max_heavy_atoms (the amon size N_I) must be at least 1, not {max_heavy_atoms}"
-        )
+    check_max_heavy_atoms(max_heavy_atoms)  # before anything is written
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     if labeler is None or isinstance(labeler, str):
