@@ -186,6 +186,32 @@ def _default_queries_per_task(n_queries: int, scheduler: Any) -> int:
     return max(1, math.ceil(n_queries / (4 * threads)))
 
 
+def _per_query_dataset(
+    results: list[dict[str, np.ndarray]],
+    query_ids: Sequence[Any],
+    attrs: dict[str, Any],
+    *,
+    similarity: bool = False,
+) -> xr.Dataset:
+    """The prediction Dataset of the per-query tasks' results, concatenated in task order."""
+    keys = ["energy", "baseline", "uncertainty", "covered", "n_train"]
+    keys += ["similarity"] if similarity else []
+    merged = {
+        key: np.concatenate([r[key] for r in results]) if results else np.zeros(0) for key in keys
+    }
+    return prediction_dataset(
+        query_ids=[str(i) for i in query_ids],
+        energy_hartree=merged["energy"],
+        uncertainty_hartree=merged["uncertainty"],
+        covered=merged["covered"].astype(bool),
+        n_train=merged["n_train"].astype(np.int64),
+        protocol="per-query",
+        baseline_hartree=merged["baseline"],
+        atom_similarity=merged.get("similarity"),
+        attrs=attrs,
+    )
+
+
 def per_query_protocol(
     amon_kernel: Any,
     amon_energies: Any,
@@ -255,20 +281,9 @@ def per_query_protocol(
         indices = np.arange(start, min(start + per_task, n_queries))
         arguments.append((indices, [amon_lists[i] for i in indices], float(alpha), baseline))
     results = _run_tasks(_per_query_task, shared, arguments, scheduler)
-    merged = {
-        key: np.concatenate([r[key] for r in results]) if results else np.zeros(0)
-        for key in ("energy", "baseline", "uncertainty", "covered", "n_train")
-    }
     ids = list(range(n_queries)) if query_ids is None else list(query_ids)
-    return prediction_dataset(
-        query_ids=[str(i) for i in ids],
-        energy_hartree=merged["energy"],
-        uncertainty_hartree=merged["uncertainty"],
-        covered=merged["covered"].astype(bool),
-        n_train=merged["n_train"].astype(np.int64),
-        protocol="per-query",
-        baseline_hartree=merged["baseline"],
-        attrs={"kernel": "precomputed", "alpha": float(alpha), "baseline": str(baseline)},
+    return _per_query_dataset(
+        results, ids, {"kernel": "precomputed", "alpha": float(alpha), "baseline": str(baseline)}
     )
 
 
@@ -407,22 +422,10 @@ def per_query_molecules(
         for start in range(0, n_queries, per_task)
     ]
     results = _run_tasks(_per_query_molecules_task, shared, arguments, scheduler)
-    keys = ("energy", "baseline", "uncertainty", "covered", "n_train", "similarity")
-    merged = {
-        key: np.concatenate([r[key] for r in results]) if results else np.zeros(0) for key in keys
-    }
     if query_ids is None:
         from amondask.models.basis import molecule_id
 
         query_ids = [molecule_id(m, i) for i, m in enumerate(queries)]
-    return prediction_dataset(
-        query_ids=[str(i) for i in query_ids],
-        energy_hartree=merged["energy"],
-        uncertainty_hartree=merged["uncertainty"],
-        covered=merged["covered"].astype(bool),
-        n_train=merged["n_train"].astype(np.int64),
-        protocol="per-query",
-        baseline_hartree=merged["baseline"],
-        atom_similarity=merged["similarity"],
-        attrs={**estimator._dataset_attrs(), "basis": basis},
+    return _per_query_dataset(
+        results, query_ids, {**estimator._dataset_attrs(), "basis": basis}, similarity=True
     )
