@@ -13,7 +13,9 @@ SYMBOLS = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
 
 def _parse(elements: str, xyz: str) -> tuple[np.ndarray, np.ndarray]:
     numbers = np.array([SYMBOLS[s] for s in ast.literal_eval(elements)], dtype=np.int64)
-    positions = np.array(ast.literal_eval(xyz.replace("0.]", "0.0]")), dtype=np.float64)
+    # A few QM9 XYZ strings hold a bare "0." (not a Python literal before "]" or ",").
+    fixed = xyz.replace("0.]", "0.0]").replace("0.,", "0.0,")
+    positions = np.array(ast.literal_eval(fixed), dtype=np.float64)
     return numbers, positions
 
 
@@ -45,3 +47,41 @@ def qm9_molecules(
     else:
         chosen = table.sample(n=n, random_state=seed).sort_values("Index")
     return [_parse(e, x) for e, x in zip(chosen.Elements, chosen.XYZ_Ang, strict=True)]
+
+
+def qm9_query_table(n: int | None, *, n_heavy: int = 9, seed: int = 0) -> pd.DataFrame:
+    """A seeded random sample of ``n`` QM9 molecules with exactly ``n_heavy`` heavy atoms.
+
+    Columns: Index (QM9's), SMILES (QM9's, from the relaxed geometry), Elements, XYZ_Ang,
+    U0_hartree (InternalEnergy_0K_au), ZPVE_hartree; sorted by Index. ``n=None``: all of them.
+    The same ``(n, n_heavy, seed)`` always gives the same molecules (pandas' seeded sample).
+    """
+    import qm9pack
+
+    directory = Path(qm9pack.__file__).parent / "data"
+    columns = ["Index", "SMILES", "Elements", "XYZ_Ang", "InternalEnergy_0K_au", "ZPVE_au"]
+    table = pd.concat(
+        [pd.read_csv(directory / f"qm9_part{p}.csv", usecols=columns) for p in (1, 2, 3)],
+        ignore_index=True,
+    ).sort_values("Index", ignore_index=True)
+    table = table.rename(columns={"InternalEnergy_0K_au": "U0_hartree", "ZPVE_au": "ZPVE_hartree"})
+    table["n_heavy"] = table.Elements.map(lambda s: sum(e != "H" for e in ast.literal_eval(s)))
+    table = table[table.n_heavy == n_heavy]
+    if n is not None:
+        if len(table) < n:
+            raise ValueError(f"only {len(table)} QM9 molecules with {n_heavy} heavy atoms")
+        table = table.sample(n=n, random_state=seed)
+    return table.sort_values("Index", ignore_index=True)
+
+
+def write_query_extxyz(table: pd.DataFrame, path: str | Path) -> Path:
+    """QM9 rows as an extended-XYZ query file (ids ``qm9_<Index>``, QM9's coordinates, Angstrom)."""
+    path = Path(path)
+    with open(path, "w") as handle:
+        for index, elements, xyz in zip(table.Index, table.Elements, table.XYZ_Ang, strict=True):
+            numbers, positions = _parse(elements, xyz)
+            symbols = ast.literal_eval(elements)
+            handle.write(f"{len(numbers)}\nid=qm9_{int(index):06d}\n")
+            for symbol, (x, y, z) in zip(symbols, positions, strict=True):
+                handle.write(f"{symbol} {x:.8f} {y:.8f} {z:.8f}\n")
+    return path
