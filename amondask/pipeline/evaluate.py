@@ -15,9 +15,11 @@ widths and lambda. The per-element baseline alone (the model's linear part, fitt
 amons) gives the MAE a broken kernel model would not beat.
 
 The result is an xarray Dataset (per query: ``reference_energy``, ``predicted_energy``,
-``baseline_energy`` in hartree, ``error`` in kcal/mol, ``covered``, ``label_status``; per N_I:
-``curve_mae``, ``curve_rmse``, ``curve_n_train``, ``curve_n_predicted``; the summary numbers in
-``attrs``: ``mae_kcal_mol``, ``rmse_kcal_mol``, ``max_error_kcal_mol``, ``baseline_mae_kcal_mol``,
+``baseline_energy``, ``uncertainty`` in hartree, ``error`` in kcal/mol, ``covered``,
+``label_status``; per N_I: ``curve_mae``, ``curve_median``, ``curve_rmse``, ``curve_max``,
+``curve_n_train``, ``curve_n_predicted``, and per (N_I, query) ``curve_error``, ``curve_covered``
+and ``curve_uncertainty``; the summary numbers in ``attrs``: ``mae_kcal_mol``,
+``median_error_kcal_mol``, ``rmse_kcal_mol``, ``max_error_kcal_mol``, ``baseline_mae_kcal_mol``,
 ...), also stored in the workspace as ``evaluations/<protocol>-<level>/`` (a per-query table,
 the numbers in its attrs).
 """
@@ -37,6 +39,7 @@ from amondask.store.workspace import Workspace
 
 SUMMARY_KEYS = (
     "mae_kcal_mol",
+    "median_error_kcal_mol",
     "rmse_kcal_mol",
     "max_error_kcal_mol",
     "baseline_mae_kcal_mol",
@@ -63,10 +66,12 @@ class _Errors:
     rmse: float
     max: float
     n: int
+    median: float = np.nan
+    """median |error|"""
 
 
 def error_statistics(error_kcal: np.ndarray) -> _Errors:
-    """MAE, RMSE, max |error| (kcal/mol) over the finite entries of ``error_kcal``."""
+    """MAE, RMSE, max and median |error| (kcal/mol) over the finite entries of ``error_kcal``."""
     finite = np.asarray(error_kcal, float)
     finite = finite[np.isfinite(finite)]
     if not len(finite):
@@ -76,6 +81,7 @@ def error_statistics(error_kcal: np.ndarray) -> _Errors:
         float(np.sqrt(np.mean(finite**2))),
         float(np.max(np.abs(finite))),
         len(finite),
+        float(np.median(np.abs(finite))),
     )
 
 
@@ -166,7 +172,8 @@ def _learning_curve(
     client: Any,
     progress: bool,
 ) -> dict[str, np.ndarray]:
-    """MAE etc. per N_I = 1..max; ``final`` (the evaluated predictions) is reused for the
+    """MAE etc. per N_I = 1..max, and per (N_I, query) the error (kcal/mol), the coverage flag
+    and the uncertainty (hartree); ``final`` (the evaluated predictions) is reused for the
     point that trains on every amon the evaluated model was trained on."""
     from tqdm.auto import tqdm
 
@@ -181,7 +188,10 @@ def _learning_curve(
         workspace.root["models/global/train_rows"][:], rows
     )
     levels = np.arange(1, int(sizes.max()) + 1)
-    curve = {name: np.full(len(levels), np.nan) for name in ("mae", "rmse", "max")}
+    curve = {name: np.full(len(levels), np.nan) for name in ("mae", "median", "rmse", "max")}
+    curve["error"] = np.full((len(levels), len(reference)), np.nan)
+    curve["uncertainty"] = np.full((len(levels), len(reference)), np.nan)
+    curve["covered"] = np.zeros((len(levels), len(reference)), dtype=bool)
     curve["n_train"] = np.zeros(len(levels))
     curve["n_predicted"] = np.zeros(len(levels), dtype=np.int64)
     curve["baseline_determined"] = np.zeros(len(levels), dtype=bool)
@@ -202,8 +212,13 @@ def _learning_curve(
             )
         if dataset is None:
             continue
-        stats = error_statistics((dataset["energy"].values - reference) * KCAL_PER_MOL_PER_HARTREE)
+        error = (dataset["energy"].values - reference) * KCAL_PER_MOL_PER_HARTREE
+        stats = error_statistics(error)
         curve["mae"][k], curve["rmse"][k], curve["max"][k] = stats.mae, stats.rmse, stats.max
+        curve["median"][k] = stats.median
+        curve["error"][k] = error
+        curve["uncertainty"][k] = dataset["uncertainty"].values
+        curve["covered"][k] = dataset["covered"].values
         curve["n_predicted"][k] = stats.n
         # global: the size of the one training set; per-query: the mean per predicted query
         n_train = dataset["n_train"].values
@@ -290,6 +305,11 @@ def evaluate_workspace(
                 error,
                 {"units": "kcal/mol", "long_name": "predicted minus reference energy"},
             ),
+            "uncertainty": (
+                "query_id",
+                predicted["uncertainty"].values,
+                {"units": "hartree", "long_name": "posterior standard deviation of the model"},
+            ),
             "covered": ("query_id", predicted["covered"].values),
             "label_status": ("query_id", status.astype(str)),
         },
@@ -300,8 +320,12 @@ def evaluate_workspace(
             workspace, protocol, level, representation, reference, predicted, client, progress
         )
         dataset = dataset.assign_coords(n_heavy=("n_heavy", curve["n_heavy"]))
-        for name in ("mae", "rmse", "max"):
+        for name in ("mae", "median", "rmse", "max"):
             dataset[f"curve_{name}"] = ("n_heavy", curve[name], {"units": "kcal/mol"})
+        per_query = ("n_heavy", "query_id")
+        dataset["curve_error"] = (per_query, curve["error"], {"units": "kcal/mol"})
+        dataset["curve_uncertainty"] = (per_query, curve["uncertainty"], {"units": "hartree"})
+        dataset["curve_covered"] = (per_query, curve["covered"])
         dataset["curve_n_train"] = ("n_heavy", curve["n_train"])
         dataset["curve_n_predicted"] = ("n_heavy", curve["n_predicted"])
         dataset["curve_baseline_determined"] = (
@@ -313,6 +337,7 @@ def evaluate_workspace(
     dataset.attrs.update(
         {
             "mae_kcal_mol": stats.mae,
+            "median_error_kcal_mol": stats.median,
             "rmse_kcal_mol": stats.rmse,
             "max_error_kcal_mol": stats.max,
             "max_error_query": ids[worst] if worst >= 0 else "",
@@ -363,7 +388,9 @@ def _store(workspace: Workspace, dataset: Any, smiles: list[str]) -> None:
             for name in (
                 "n_heavy",
                 "curve_mae",
+                "curve_median",
                 "curve_rmse",
+                "curve_max",
                 "curve_n_train",
                 "curve_n_predicted",
                 "curve_baseline_determined",
@@ -390,7 +417,8 @@ def format_evaluation(dataset: Any) -> str:
     lines = [
         f"evaluated {a['n_evaluated']} of {a['n_queries']} queries ({a['protocol']} protocol) "
         f"against their own labels at {a['level_of_theory']} (labels: {statuses})",
-        f"  MAE {a['mae_kcal_mol']:.2f} kcal/mol, RMSE {a['rmse_kcal_mol']:.2f}, max "
+        f"  MAE {a['mae_kcal_mol']:.2f} kcal/mol, median {a['median_error_kcal_mol']:.2f}, "
+        f"RMSE {a['rmse_kcal_mol']:.2f}, max "
         f"{a['max_error_kcal_mol']:.2f} ({a['max_error_query']}); the per-element baseline "
         f"alone: MAE {a['baseline_mae_kcal_mol']:.2f} kcal/mol",
     ]

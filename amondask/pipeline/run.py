@@ -45,7 +45,8 @@ def run(
     echo: bool = False,
 ) -> Any:
     """Predict the energies of ``queries`` (a file, a list of SMILES/Molecules, or None for the
-    workspace's own queries) from their amons; returns an xarray Dataset indexed by query id.
+    workspace's own queries) from their amons; returns an xarray Dataset indexed by query id
+    (its attrs: ``summary``, the stages' reports as text, and ``stage_seconds``, {stage: s}).
 
     ``labeler``: a Labeler or a registry name (default GFN2-xTB). ``protocol``: ``"global"``
     (one model on all labeled amons) or ``"per-query"`` (the paper's: each query's model uses
@@ -61,6 +62,7 @@ def run(
     from amondask.pipeline.represent import represent_workspace
     from amondask.pipeline.train import predict_per_query, predict_workspace, train_workspace
     from amondask.store.ingest import read_into_workspace
+    from amondask.store.lock import workspace_lock
 
     if protocol not in ("global", "per-query"):
         raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
@@ -81,7 +83,10 @@ def run(
             print(text, file=sys.stdout, flush=True)
         return now
 
-    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+    with (
+        workspace_lock(workspace),
+        get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active,
+    ):
         distributed = None if active is SERIAL else active
         clock = time.perf_counter()
         if queries is not None:
@@ -121,4 +126,5 @@ def run(
             f"with `amondask export {workspace.location} --model {dataset.attrs['model']}`",
         )
     dataset.attrs["summary"] = summary.format()
+    dataset.attrs["stage_seconds"] = dict(summary.seconds)
     return dataset
