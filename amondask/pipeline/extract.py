@@ -752,10 +752,14 @@ def extract(
     """
     from amondask.cluster import get_client
     from amondask.store.ingest import read_into_workspace
+    from amondask.store.lock import workspace_lock
 
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
-    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+    with (
+        workspace_lock(workspace),
+        get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active,
+    ):
         if queries is not None:
             read_client = None if active is SERIAL else active
             read_into_workspace(queries, workspace, progress=progress, client=read_client)

@@ -300,9 +300,13 @@ def label(
     ``client=None`` starts the embedded LocalCluster (or attaches to ``scheduler``).
     """
     from amondask.cluster import get_client
+    from amondask.store.lock import workspace_lock
 
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     target: Target = "queries" if queries else "amons"
-    with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
+    with (
+        workspace_lock(workspace),
+        get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active,
+    ):
         return label_workspace(workspace, labeler, target=target, client=active, progress=progress)
