@@ -71,6 +71,10 @@ class ConfigError(AmondaskError):
     """A configuration value is invalid."""
 
 
+class ClusterError(AmondaskError):
+    """The Dask cluster cannot be used: no scheduler at the address, no worker joined in time."""
+
+
 def _record_error_types() -> dict[str, type[RecordError]]:
     """Every RecordError subclass by name, wherever it is defined."""
     found: dict[str, type[RecordError]] = {}

@@ -61,9 +61,13 @@ def main(argv: list[str] | None = None) -> int:
         from contextlib import nullcontext
 
         from amondask import config
+        import dask.config
 
+
+        from amondask.cli.common import cluster_settings
         settings = config.load_file(args.config) if args.config else nullcontext()
-        with settings:  # for this command only (main may be called again in one process)
+        # for this command only (main may be called again in one process)
+        with settings, dask.config.set(cluster_settings(args)):
             return int(args.handler(args) or 0)
     except AmondaskError as exc:
         print(f"amondask {args.command}: error: {exc}", file=sys.stderr)

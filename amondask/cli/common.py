@@ -132,6 +132,17 @@ def print_json(data: Any) -> None:
 
 
 def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--cluster``, ``--scheduler``, ``--scheduler-file``, ``--workers`` and ``--max-workers``
+    (see :mod:`amondask.cluster`); :func:`cluster_settings` turns them into dask config."""
+    from amondask.cluster import CLUSTER_TYPES
+
+    parser.add_argument(
+        "--cluster",
+        choices=CLUSTER_TYPES,
+        help="where the stages run: local (embedded LocalCluster, default), address / "
+        "scheduler-file (a running scheduler), slurm (dask-jobqueue; jobqueue.slurm.* in the "
+        "dask config) or kubernetes (dask-kubernetes operator)",
+    )
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
         "--scheduler",
@@ -139,12 +150,37 @@ def add_cluster_arguments(parser: argparse.ArgumentParser) -> None:
         help="attach to a running Dask scheduler (tcp://host:8786) or a scheduler file",
     )
     group.add_argument(
+        "--scheduler-file",
+        metavar="FILE",
+        help="attach to the scheduler that wrote FILE (dask scheduler --scheduler-file FILE)",
+    )
+    group.add_argument(
         "--workers",
         type=non_negative_int,
         metavar="N",
         help="worker processes of the embedded LocalCluster (default: one per core; "
-        "0 runs in this process without Dask)",
+        "0 runs in this process without Dask); with --cluster slurm/kubernetes, the minimum",
     )
+    parser.add_argument(
+        "--max-workers",
+        type=positive_int,
+        metavar="M",
+        help="with --cluster slurm/kubernetes: scale adaptively up to M worker processes",
+    )
+
+
+def cluster_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The dask config that the cluster options given on the command line set (the stages read
+    ``amondask.cluster.*`` when they start their client); empty for commands without them."""
+    names = {
+        "cluster": "amondask.cluster.type",
+        "scheduler_file": "amondask.cluster.scheduler-file",
+        "max_workers": "amondask.cluster.max-workers",
+    }
+    settings = {key: getattr(args, name, None) for name, key in names.items()}
+    if getattr(args, "cluster", None) in ("slurm", "kubernetes") and args.workers is not None:
+        settings["amondask.cluster.min-workers"] = args.workers
+    return {key: value for key, value in settings.items() if value is not None}
 
 
 def add_amon_arguments(parser: argparse.ArgumentParser) -> None:
