@@ -9,6 +9,7 @@ path for counting); graph-only amon Molecules are shared between queries (they a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -114,6 +115,8 @@ def extract_amons(
     geometry: bool = True,
     relax: bool = True,
     seed: int | None = None,
+    min_heavy_atoms: int = 1,
+    containing: Sequence[int] | None = None,
 ) -> list[Amon]:
     """Every amon of ``molecule`` with at most ``max_heavy_atoms`` heavy atoms.
 
@@ -123,6 +126,12 @@ def extract_amons(
     first with ETKDG + MMFF94, seeded by ``seed``, default ``amondask.geometry.seed``); with
     ``relax`` they are relaxed with MMFF94 as the authors do. Raises AmonError (or another
     AmondaskError) for a query that cannot be processed.
+
+    Options for amons beyond the plain set (off by default; used by the outlier remedy,
+    :mod:`amondask.pipeline.remedy`): ``min_heavy_atoms`` keeps only amons of at least that many
+    heavy atoms (e.g. ``min_heavy_atoms=max_heavy_atoms=8``: the next size only), and
+    ``containing`` (query atom indices, H atoms counted in the numbering) keeps only the
+    occurrences whose heavy atoms include all of them (e.g. a whole ring system).
     """
     max_heavy_atoms = int(config.get("max-heavy-atoms", max_heavy_atoms))
     if max_heavy_atoms < 1:
@@ -136,6 +145,8 @@ def extract_amons(
     try:
         graph = query_graph(query.rdkit_mol, record_id=query.id)
         found = find_amon_graphs(graph, max_heavy_atoms, rules)
+        if min_heavy_atoms > 1 or containing is not None:
+            found = _restrict(graph, found, min_heavy_atoms, containing)
         builder = _AmonBuilder(graph, query)
         settings = _GeometrySettings.from_config() if geometry else None
         return [builder.amon(entry, settings, relax) for entry in found]
@@ -143,6 +154,33 @@ def extract_amons(
         if exc.record_id is None:
             exc.record_id = query.id
         raise
+
+
+def _restrict(
+    graph: QueryGraph,
+    found: list[AmonGraph],
+    min_heavy_atoms: int,
+    containing: Sequence[int] | None,
+) -> list[AmonGraph]:
+    """The amons of at least ``min_heavy_atoms`` heavy atoms, with only their occurrences that
+    contain every query atom of ``containing``; amons left without occurrences are dropped."""
+    position = {index: k for k, index in enumerate(graph.query_index)}
+    required: set[int] = set()
+    for index in containing or ():
+        if int(index) not in position:
+            raise AmonError(
+                f"atom {index} of `containing` is not a heavy atom of the query; give heavy-atom "
+                "indices in the query's own numbering"
+            )
+        required.add(position[int(index)])
+    out = []
+    for entry in found:
+        if entry.n_heavy < min_heavy_atoms:
+            continue
+        kept = [o for o in entry.occurrences if required.issubset(o.atoms)]
+        if kept:
+            out.append(AmonGraph(key=entry.key, n_heavy=entry.n_heavy, occurrences=kept))
+    return out
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,8 @@ PREDICTION_COLUMNS = {
     "covered": Column("bool"),
     "n_amons": Column("int32"),
     "n_train": Column("int32"),
+    "flagged": Column("bool"),
+    "flag_reason": Column("str"),
 }
 
 
@@ -180,6 +182,7 @@ def _finish(
     n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
     dataset["n_amons"] = ("query_id", n_amons.astype(np.int32))
     dataset.attrs["model"] = name
+    _add_flags(workspace, dataset, n_queries)
     dataset["atomization_energy"] = (
         "query_id",
         query_atomization_energies(
@@ -194,6 +197,18 @@ def _finish(
     if store:
         _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
     return dataset
+
+
+def _add_flags(workspace: Workspace, dataset: Any, n_queries: int) -> None:
+    """``flagged`` and ``flag_reason`` (:mod:`amondask.models.flags`): ring systems larger
+    than the workspace's N_I, posterior sd, coverage."""
+    from amondask.models.flags import add_outlier_flags
+
+    max_heavy_atoms = workspace.parameters.get("max_heavy_atoms")
+    if max_heavy_atoms is None:
+        max_heavy_atoms = config.get("max-heavy-atoms")
+    molecules = workspace.queries.molecules(0, n_queries)
+    add_outlier_flags(dataset, molecules, int(max_heavy_atoms))
 
 
 def predict_with_model(
@@ -335,6 +350,8 @@ def _store_predictions(workspace: Workspace, name: str, dataset: Any, smiles: li
             "covered": dataset["covered"].values,
             "n_amons": dataset["n_amons"].values,
             "n_train": dataset["n_train"].values,
+            "flagged": dataset["flagged"].values,
+            "flag_reason": [str(v) for v in dataset["flag_reason"].values],
         }
     )
     table.group.attrs.update({k: str(v) for k, v in dataset.attrs.items()})
@@ -345,7 +362,9 @@ def predictions_frame(workspace: Workspace, name: str = "global") -> Any:
     path = f"predictions/{name}"
     if not workspace.has(path):
         raise WorkspaceError(f"workspace {workspace.location} has no predictions {name!r}")
-    frame = Table(workspace.root[path]).to_pandas(list(PREDICTION_COLUMNS))
+    group = workspace.root[path]
+    # predictions written before the outlier flags existed have no flag columns
+    frame = Table(group).to_pandas([c for c in PREDICTION_COLUMNS if c in group])
     frame["energy_minus_baseline_kcal_per_mol"] = (
         frame["energy_hartree"] - frame["baseline_hartree"]
     ) * KCAL_PER_MOL_PER_HARTREE
