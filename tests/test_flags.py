@@ -97,13 +97,23 @@ def test_outlier_flags_combine_the_three_tests_with_reasons():
     ]
 
 
-def test_uncertainty_test_is_off_without_a_threshold():
-    flagged, reason = outlier_flags(
-        ring_system=np.array([False]),
-        uncertainty_hartree=np.array([1.0]),  # 627 kcal/mol
-        covered=np.array([True]),
-    )
-    assert not flagged[0] and reason[0] == ""
+def test_uncertainty_test_is_off_without_a_threshold_and_configurable():
+    import dask
+
+    key = "amondask.models.flags.uncertainty-threshold-kcal-mol"
+    arguments = {
+        "ring_system": np.array([False, False]),
+        "uncertainty_hartree": np.array([1.0, 0.5]) / KCAL,
+        "covered": np.array([True, True]),
+    }
+    with dask.config.set({key: None}):
+        flagged, reason = outlier_flags(**arguments)
+    assert not flagged.any() and reason.tolist() == ["", ""]
+    with dask.config.set({key: 0.75}):
+        flagged, _ = outlier_flags(**arguments)
+    assert flagged.tolist() == [True, False]
+    flagged, _ = outlier_flags(**arguments, uncertainty_threshold=0.25)  # argument wins
+    assert flagged.tolist() == [True, True]
 
 
 def test_add_outlier_flags_puts_documented_variables_in_the_prediction_dataset():
