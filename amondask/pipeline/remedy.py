@@ -171,11 +171,13 @@ def _remedy_query_task(
     query_target: Any,
     training: list[Any],
     energies: np.ndarray,
+    borrowed: list[Any],
+    borrowed_energies: np.ndarray,
     labeler: Any,
     settings: dict[str, Any],
 ) -> dict[str, Any]:
     """One query: its extra labels and, with the per-query protocol, its predictions from its
-    own amons before and after the extras are added."""
+    own amons before, and after the extras (and the borrowed nearest amons) are added."""
     from amondask.label._threads import limited_threads
 
     with limited_threads(1):
@@ -192,11 +194,12 @@ def _remedy_query_task(
             parameters = settings["model"]
             out["before"] = fit_and_predict(training, energies, [query_target], parameters)
             out["after"] = fit_and_predict(
-                [*training, *extra.molecules],
-                np.concatenate([energies, extra.energies_hartree]),
+                [*training, *borrowed, *extra.molecules],
+                np.concatenate([energies, borrowed_energies, extra.energies_hartree]),
                 [query_target],
                 parameters,
             )
+            out["n_borrowed"] = len(borrowed)
     return out
 
 
@@ -221,6 +224,42 @@ def _model_parameters(workspace: Any) -> dict[str, Any]:
     }
 
 
+def nearest_amons(
+    workspace: Any,
+    rows: np.ndarray,
+    queries: Sequence[int],
+    representation: str,
+    count: int,
+) -> dict[int, list[int]]:
+    """Per query row, the positions (in ``rows``, the trained conformer rows) of the ``count``
+    labeled amon conformers most similar to it by the normalized stored kernel
+    K(q, a) / sqrt(K(q, q) K(a, a)), from the whole store (every query's amons)."""
+    from amondask.models import self_kernel
+    from amondask.pipeline.kernel import amon_sigmas, open_kernel
+    from amondask.pipeline.represent import open_representation
+
+    if count <= 0 or not len(queries):
+        return {int(q): [] for q in queries}
+    kernel_name = str(config.get("kernels.kernel"))
+    amon_kernel = open_kernel(workspace, "amons")
+    diagonal = np.array([amon_kernel[int(r), int(r)] for r in rows.tolist()], dtype=np.float64)
+    query_kernel = open_kernel(workspace, representation)
+    blocks, n_queries = open_representation(workspace, representation)
+    query_diagonal = self_kernel(
+        blocks,
+        sigma=amon_sigmas(workspace, kernel_name),
+        kernel=kernel_name,
+        n_molecules=n_queries,
+    )
+    out = {}
+    for q in queries:
+        column = np.asarray(query_kernel.get_orthogonal_selection((rows, [int(q)]))).reshape(-1)
+        similarity = column / np.sqrt(diagonal * query_diagonal[int(q)])
+        order = np.argsort(-similarity, kind="stable")[:count]
+        out[int(q)] = sorted(order.tolist())
+    return out
+
+
 def remedy_workspace(
     workspace: Any,
     labeler: Any = None,
@@ -229,6 +268,7 @@ def remedy_workspace(
     protocols: Sequence[str] = ("per-query",),
     strategy: str | None = None,
     extra_heavy_atoms: int | None = None,
+    neighbours: int | None = None,
     at_labeled_geometry: bool = True,
     client: Any = None,
     progress: bool = True,
@@ -242,6 +282,9 @@ def remedy_workspace(
         protocols: ``"per-query"`` (each query's own amons plus its extras) and/or
             ``"global"`` (all labeled amons plus every remedied query's extras, one model).
         strategy, extra_heavy_atoms: see :func:`remedy_amons` (the workspace's rule set).
+        neighbours: per-query protocol: also add the query's this many most similar labeled
+            amon conformers of the whole store (:func:`nearest_amons`; no new labels) to its
+            training set (None: ``amondask.models.remedy.neighbours``).
         at_labeled_geometry: predict the queries at their own labeled geometries (as the
             evaluation stage; needs query labels at the level), else at their input geometries.
         client: a distributed Client, :data:`~amondask.pipeline.tasks.SERIAL` or None (in
@@ -270,6 +313,7 @@ def remedy_workspace(
     level = labeler.level_of_theory
     strategy = str(config.get("models.remedy.strategy", strategy))
     extra_heavy_atoms = int(config.get("models.remedy.extra-heavy-atoms", extra_heavy_atoms))
+    neighbours = int(config.get("models.remedy.neighbours", neighbours))
     max_heavy_atoms = int(workspace.parameters["max_heavy_atoms"])
     queries = [int(q) for q in queries]
     rows, energies, _ = training_rows(workspace, level)
@@ -290,6 +334,12 @@ def remedy_workspace(
         if at_labeled_geometry
         else inputs
     )
+    from amondask.pipeline.represent import representation_name
+
+    representation = representation_name("queries", level) if at_labeled_geometry else "queries"
+    near = nearest_amons(
+        workspace, rows, queries, representation, neighbours if "per-query" in protocols else 0
+    )
     settings = {
         "max_heavy_atoms": max_heavy_atoms,
         "strategy": strategy,
@@ -301,12 +351,15 @@ def remedy_workspace(
     arguments = []
     for q, query_input, target in zip(queries, inputs, targets, strict=True):
         members = sorted(own[q])
+        borrowed = sorted(set(near[q]) - set(members))
         arguments.append(
             (
                 query_input,
                 target,
                 [trained[k] for k in members],
                 energies[members],
+                [trained[k] for k in borrowed],
+                energies[borrowed],
                 labeler,
                 settings,
             )
@@ -355,6 +408,11 @@ def remedy_workspace(
                 np.array([e.n_conformers for e in extras], np.int64),
             ),
             "n_extra_ok": ("query_id", np.array([len(e.molecules) for e in extras], np.int64)),
+            "n_borrowed": (
+                "query_id",
+                np.array([r.get("n_borrowed", 0) for r in results], np.int64),
+                {"long_name": "labeled amon conformers of other queries added (per-query)"},
+            ),
             "extra_label_seconds": (
                 "query_id",
                 np.array([e.label_seconds for e in extras], np.float64),
@@ -370,6 +428,7 @@ def remedy_workspace(
         {
             "strategy": strategy,
             "extra_heavy_atoms": extra_heavy_atoms,
+            "neighbours": neighbours,
             "max_heavy_atoms": max_heavy_atoms,
             "amon_rules": str(settings["rules"]),
             "level_of_theory": level,
