@@ -230,15 +230,9 @@ def slurm_cluster(
         raise ConfigError(
             "cluster type slurm needs dask-jobqueue: pip install 'amondask[slurm]'"
         ) from exc
-    prologue = job_options.pop("job_script_prologue", None)
-    if prologue is None:
-        prologue = dask.config.get("jobqueue.slurm.job-script-prologue", None) or []
-    job_options["job_script_prologue"] = [*pinned_threads_prologue(), *prologue]
-    if not dask.config.get("jobqueue.slurm.python", None):
-        job_options.setdefault("python", sys.executable)
     minimum, maximum = worker_range(n_workers, max_workers)
     try:
-        cluster = SLURMCluster(**job_options)
+        cluster = SLURMCluster(**slurm_job_options(**job_options))
     except ValueError as exc:  # e.g. no cores/memory configured
         raise ConfigError(
             f"SLURMCluster: {exc}; set jobqueue.slurm.cores and jobqueue.slurm.memory (and "
@@ -246,6 +240,20 @@ def slurm_cluster(
         ) from exc
     cluster.adapt(minimum=minimum, maximum=maximum)
     return cluster
+
+
+def slurm_job_options(**job_options: Any) -> dict[str, Any]:
+    """SLURMCluster keywords: ``job_options`` with BLAS pinned first in the job script's
+    prologue (before ``jobqueue.slurm.job-script-prologue``) and workers on this Python unless
+    ``jobqueue.slurm.python`` says otherwise; the rest comes from ``jobqueue.slurm.*``."""
+    options = dict(job_options)
+    prologue = options.pop("job_script_prologue", None)
+    if prologue is None:
+        prologue = dask.config.get("jobqueue.slurm.job-script-prologue", None) or []
+    options["job_script_prologue"] = [*pinned_threads_prologue(), *prologue]
+    if not dask.config.get("jobqueue.slurm.python", None):
+        options.setdefault("python", sys.executable)
+    return options
 
 
 def kubernetes_cluster_spec(
@@ -302,11 +310,22 @@ def _plain(value: Any) -> Any:
     return value
 
 
+_MANIFEST_HEADER = """\
+# The DaskCluster resource for the dask-kubernetes operator, as amondask builds it from its
+# configuration (amondask.cluster.kubernetes_cluster_spec, amondask.cluster.kubernetes.* and
+# min-workers). Made by `python3 -m amondask.cluster > deploy/kubernetes/daskcluster.yaml`;
+# tests/test_deploy.py checks that the committed file is what the code builds. Scale it by hand
+# (kubectl scale daskworkergroup amondask-default --replicas 8), or let
+# `amondask run --cluster kubernetes --max-workers 50` create its own, adaptive, from the config.
+"""
+
+
 def kubernetes_manifest(**spec_options: Any) -> str:
-    """:func:`kubernetes_cluster_spec` as YAML, for ``kubectl apply -f -``."""
+    """:func:`kubernetes_cluster_spec` as commented YAML, for ``kubectl apply -f``."""
     import yaml
 
-    return yaml.safe_dump(kubernetes_cluster_spec(**spec_options), sort_keys=False)
+    body = yaml.safe_dump(kubernetes_cluster_spec(**spec_options), sort_keys=False)
+    return _MANIFEST_HEADER + body
 
 
 def kubernetes_cluster(n_workers: int | None = None, max_workers: int | None = None) -> Any:
@@ -344,3 +363,7 @@ def _announce(client: object, quiet: bool) -> None:
     link = getattr(client, "dashboard_link", None)
     workers = len(client.scheduler_info().get("workers", {}))  # type: ignore[attr-defined]
     print(f"dask: {workers} workers, dashboard {link}", file=sys.stderr)
+
+
+if __name__ == "__main__":  # python3 -m amondask.cluster > deploy/kubernetes/daskcluster.yaml
+    sys.stdout.write(kubernetes_manifest())
