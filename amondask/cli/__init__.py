@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "amondask.cli.export",
     "amondask.cli.evaluate",
     "amondask.cli.amons",
+    "amondask.cli.verify",
 ]
 
 
