@@ -26,6 +26,7 @@ import csv
 import gzip
 import io
 import shlex
+import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
@@ -39,7 +40,7 @@ from rdkit.Geometry import Point3D
 
 from amondask.chem.geometry import embed_molecule
 from amondask.chem.molecule import Molecule
-from amondask.chem.validate import check_positions, molecule_from_parsed
+from amondask.chem.validate import check_positions, check_size, molecule_from_parsed
 from amondask.errors import (
     DuplicateIdError,
     ErrorRecord,
@@ -225,6 +226,22 @@ def _csv_rows(
         )
 
 
+def _damaged_gzip_is_an_input_error(
+    records: Iterator[RawRecord], path: Path
+) -> Iterator[RawRecord]:
+    """``records``, with a damaged or truncated gzip stream raised as an InputError."""
+    n_read = 0
+    try:
+        for record in records:
+            n_read += 1
+            yield record
+    except (gzip.BadGzipFile, EOFError, zlib.error) as exc:
+        raise InputError(
+            f"{path} is not a readable gzip file after {n_read} records ({exc}); "
+            "re-compress it (gzip FILE) or remove the .gz suffix if it is plain text"
+        ) from exc
+
+
 def _chain_first(first: str, rest: Iterable[str]) -> Iterator[str]:
     yield first
     yield from rest
@@ -288,6 +305,10 @@ def _sdf_records(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
             block.append(text)
     if any(line.strip() for line in block):
         yield emit()
+
+
+#: The largest atom count an XYZ frame header may announce: beyond it the header is damaged.
+MAX_XYZ_ATOMS = 10_000_000
 
 
 def _parse_extxyz_comment(comment: str) -> dict[str, str]:
@@ -357,6 +378,18 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
                 return
             continue
         n_atoms = int(text.strip())
+        if n_atoms > MAX_XYZ_ATOMS:
+            yield RawRecord(
+                f"{_stem(name)}:F{frame_number}",
+                location,
+                None,
+                problem=f"line {line_number} announces {n_atoms} atoms, more than any molecule "
+                f"amondask reads ({MAX_XYZ_ATOMS}); fix the frame header",
+            )
+            pending = next(((k, line) for k, line in lines if line.strip().isdigit()), None)
+            if pending is None:
+                return
+            continue
         frame_lines = list(islice(lines, n_atoms + 1))
         comment_raw = frame_lines[0][1] if frame_lines else b""
         comment, bad = _decode(comment_raw, f"line {line_number + 1}")
@@ -439,6 +472,7 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
         positions.append(xyz)
     if not positions:
         raise ParseError("the frame holds no atoms; remove it")
+    check_size(sum(atom.GetAtomicNum() > 1 for atom in rw.GetAtoms()), record.record_id)
     positions_array = np.array(positions, dtype=np.float64)
     check_positions(positions_array, record.record_id)
     conf = Chem.Conformer(len(positions))
@@ -550,7 +584,7 @@ def _record_stream(
             else:
                 records = _xyz_frames(handle, path.name)
             n_records = 0
-            for record in records:
+            for record in _damaged_gzip_is_an_input_error(records, path):
                 n_records += 1
                 yield record, converter
             if n_records == 0:

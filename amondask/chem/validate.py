@@ -1,7 +1,9 @@
 """Validation of parsed structures: what amondask accepts as a query molecule.
 
-A record passes when RDKit sanitizes it, all its elements are supported, it is neutral and
-closed-shell, and (if it has coordinates) they are finite and no two atoms overlap. Problems are
+A record passes when it has at most ``amondask.read.max-heavy-atoms`` heavy atoms (checked first,
+before any costly step), RDKit sanitizes it, all its elements are supported, it is neutral,
+closed-shell and one connected molecule (unless ``read.allow-fragments``), and (if it has
+coordinates) they are finite and no two atoms overlap. Problems are
 raised as :class:`~amondask.errors.RecordError` subclasses whose messages say what to do; the
 readers turn them into error rows.
 """
@@ -21,6 +23,7 @@ from amondask.errors import (
     GeometryError,
     OpenShellError,
     ParseError,
+    RecordError,
     SanitizationError,
     UnsupportedElementError,
 )
@@ -29,6 +32,33 @@ from amondask.errors import (
 MIN_ATOM_DISTANCE_ANGSTROM = 0.5
 
 _PERIODIC_TABLE = Chem.GetPeriodicTable()
+
+
+class DisconnectedMoleculeError(RecordError):
+    """The record holds several disconnected fragments (a salt, a solvate, a mixture)."""
+
+
+class MoleculeTooLargeError(RecordError):
+    """The molecule has more heavy atoms than ``amondask.read.max-heavy-atoms`` allows."""
+
+
+def check_size(n_heavy_atoms: int, record_id: str, *, limit: int | None = None) -> None:
+    """Refuse a molecule above ``read.max-heavy-atoms`` heavy atoms (null: no limit).
+
+    Called before sanitization, embedding or bond perception, whose cost grows faster than the
+    size: a query of thousands of heavy atoms becomes an error row at once instead of
+    exhausting the worker that extracts its amons.
+    """
+    limit = config.get("read.max-heavy-atoms", limit)
+    if limit is not None and n_heavy_atoms > int(limit):
+        raise MoleculeTooLargeError(
+            f"the molecule has {n_heavy_atoms} heavy atoms, more than "
+            f"amondask.read.max-heavy-atoms = {int(limit)} (the bound that keeps a query's amon "
+            "extraction within a worker's memory budget, see docs/reliability.md); split it "
+            "into smaller queries, or raise the limit (AMONDASK_READ__MAX_HEAVY_ATOMS) on "
+            "workers with more memory",
+            record_id=record_id,
+        )
 
 
 def supported_atomic_numbers(elements: Iterable[str] | None = None) -> frozenset[int]:
@@ -78,6 +108,16 @@ def check_chemistry(
                 "closed-shell molecules: add the missing hydrogens or bonds",
                 record_id=record_id,
             )
+    if not config.get("read.allow-fragments"):
+        n_fragments = len(Chem.GetMolFrags(mol))
+        if n_fragments > 1:
+            raise DisconnectedMoleculeError(
+                f"the record holds {n_fragments} disconnected fragments (a salt, solvate or "
+                "mixture); give one molecule per record: keep the largest fragment (e.g. "
+                "rdkit.Chem.MolStandardize.rdMolStandardize.LargestFragmentChooser) or set "
+                "amondask.read.allow-fragments to model the complex as one query",
+                record_id=record_id,
+            )
     if not config.get("read.allow-charged", allow_charged):
         charge = Chem.GetFormalCharge(mol)
         if charge:
@@ -125,6 +165,7 @@ def molecule_from_parsed(
     sanitized: bool = False,
 ) -> Molecule:
     """Validate a parsed RDKit molecule and turn it into a Molecule (explicit H, Kekule bonds)."""
+    check_size(mol.GetNumHeavyAtoms(), record_id)
     if not sanitized:
         sanitize(mol, record_id)
     check_chemistry(mol, record_id)
