@@ -108,6 +108,18 @@ def test_new_queries_add_parts_and_the_basis_is_kept(workspace):
         )
 
 
+def test_the_basis_is_qmllibs_rule_over_the_queries_with_their_counts(workspace):
+    from amondask.represent import slatm_mbtypes
+
+    represent_workspace(workspace, client=SERIAL, progress=False)
+    stored = workspace.root["represent/aslatm"].attrs["mbtypes"]
+    expected = slatm_mbtypes([m.numbers for m in workspace.queries.molecules()])
+    assert sorted(map(tuple, stored)) == sorted(map(tuple, expected))
+    # Phenol's six carbons and six hydrogens: the repeated-element angles are in the basis.
+    for triple in ([6, 6, 6], [1, 6, 1], [6, 1, 6], [1, 1, 1], [8, 6, 6]):
+        assert triple in stored or triple[::-1] in stored
+
+
 def test_a_query_outside_the_basis_is_refused(workspace):
     from amondask.errors import WorkspaceError
 

@@ -123,18 +123,26 @@ def representation_name(target: Target, level: str | None = None) -> str:
 
 
 def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
-    """The workspace's mbtypes: fixed at the first run from all queries' compositions."""
+    """The workspace's mbtypes: fixed at the first run from all queries' compositions.
+
+    The counts matter, not only the elements: a three-body type with a repeated element (H-C-H,
+    C-C-C) exists only when some molecule has two (three) atoms of it; three of each element
+    give every type, so the compositions are kept with counts capped at 3."""
     from amondask.represent import slatm_mbtypes
 
     group = workspace.root.require_group(GROUP)
     queries = workspace.queries
     offsets = queries.offsets()
     numbers = queries.group["numbers"][: int(offsets[-1])]
-    compositions = {
-        tuple(sorted(set(numbers[offsets[k] : offsets[k + 1]].tolist())))
-        for k in range(queries.n_rows)
-    }
-    needed = slatm_mbtypes([list(c) for c in sorted(compositions)])
+    compositions = set()
+    for k in range(queries.n_rows):
+        values, counts = np.unique(numbers[offsets[k] : offsets[k + 1]], return_counts=True)
+        compositions.add(
+            tuple((int(z), min(int(c), 3)) for z, c in zip(values, counts, strict=True))
+        )
+    needed = slatm_mbtypes(
+        [[z for z, c in composition for _ in range(c)] for composition in sorted(compositions)]
+    )
     stored = group.attrs.get("mbtypes")
     if stored is None:
         group.attrs.update({"mbtypes": needed, "parameters": parameters})
@@ -143,8 +151,9 @@ def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
     if missing:
         raise WorkspaceError(
             f"new queries need many-body types {sorted(missing)[:5]} that the workspace's aSLATM "
-            "basis lacks (an element or element pair it has not seen); build a new workspace "
-            "for them, or delete represent/ and kernels/ from this one to rebuild both"
+            "basis lacks (an element or element pair it has not seen, or repeated-element types "
+            "that amondask before 2026-11-25 left out); build a new workspace for them, or "
+            "delete represent/ and kernels/ from this one to rebuild both"
         )
     return [list(m) for m in stored]
 
