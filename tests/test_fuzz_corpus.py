@@ -80,6 +80,22 @@ def test_the_limit_is_a_config_option():
         assert len(read_molecules([smiles]).molecules) == 1
 
 
+def test_extraction_refuses_stored_queries_above_the_limit(tmp_path):
+    """Queries already in a workspace (read under a higher limit, or added as Molecules) are
+    checked again before their amons are extracted: an error row, the others extracted."""
+    from amondask.pipeline import SERIAL, extract_workspace
+    from amondask.store import Workspace
+    from amondask.store.ingest import read_into_workspace
+
+    workspace = Workspace(tmp_path / "ws.zarr")
+    read_into_workspace([("CCO", "small"), ("CCCCCC", "hexane")], workspace, progress=False)
+    with dask.config.set({"amondask.read.max-heavy-atoms": 4}):
+        extract_workspace(workspace, max_heavy_atoms=2, client=SERIAL, progress=False)
+    (error,) = workspace.error_records()
+    assert (error.record_id, error.error_type) == ("hexane", "MoleculeTooLargeError")
+    assert set(workspace.amons.query_amons.read("query").tolist()) == {0}
+
+
 # ---- through `amondask run` ---------------------------------------------------------------------
 def test_mixed_file_through_amondask_run(tmp_path, capsys):
     """Good and bad records (mixed.smi, damaged.sdf, overlap.xyz, huge.smi) through a whole run

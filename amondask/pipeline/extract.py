@@ -103,6 +103,7 @@ def _extract_part(
 ) -> dict[str, int]:
     """Extract the amons of queries [start, stop) into the staging part ``p<start>``."""
     from amondask.amons import extract_amons
+    from amondask.chem.validate import check_size
 
     workspace = Workspace(spec)
     parts = workspace.root[STAGING]["parts"]
@@ -113,6 +114,7 @@ def _extract_part(
     errors: list[ErrorRecord] = []
     for query, molecule in enumerate(workspace.queries.iter_molecules(start, stop), start=start):
         try:
+            check_size(molecule.n_heavy, molecule.id)  # queries added without the readers too
             amons = extract_amons(molecule, max_heavy_atoms, rules=rules, geometry=True)
         except AmondaskError as exc:
             errors.append(ErrorRecord.from_exception(exc, record_id=molecule.id, stage="amons"))
