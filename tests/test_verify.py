@@ -47,9 +47,7 @@ def _problems(path: Path) -> list[str]:
 def test_clean_workspace_verifies(clean, capsys):
     report = verify(Workspace(clean, mode="r"))
     assert report.ok, report.problems
-    assert {"queries", "amons", "amons/conformers", "query_amons", "errors"} <= set(
-        report.checked
-    )
+    assert {"queries", "amons", "amons/conformers", "query_amons", "errors"} <= set(report.checked)
     assert any(path.startswith("labels/") for path in report.checked)
     assert any(path.startswith("kernels/") for path in report.checked)
     assert "models/global" in report.checked
@@ -109,9 +107,9 @@ CORRUPTIONS = {
         lambda g: _set(g[f"labels/{_level(g)}/amons/energy_hartree"], 1, np.nan),
         "is 'ok' with energy nan",
     ),
-    "kernel of the wrong shape": (
-        lambda g: g["kernels/amons-amons/K"].resize((3, 3)),
-        "kernels/amons-amons/K: shape (3, 3)",
+    "kernel done-markers of the wrong shape": (
+        lambda g: g["kernels/amons-amons/K_done"].resize((3, 3)),
+        "kernels/amons-amons/K_done: shape (3, 3)",
     ),
     "model coefficients vs n_train": (
         lambda g: g["models/global/dual_coef"].resize((2,)),
@@ -128,9 +126,9 @@ CORRUPTIONS = {
         ),
         "models/global: model rcut=3.0 but the workspace's representation has 4.8",
     ),
-    "predictions for fewer queries": (
-        lambda g: g["predictions/global"].attrs.update({"n_rows": 2}),
-        "predictions/global: 2 predictions for 5 queries",
+    "prediction of a missing query": (
+        lambda g: _set(g["predictions/global/query"], 1, 77),
+        "predictions/global/query: row 1 refers to query 77",
     ),
     "bond outside its molecule": (
         lambda g: _set(g["queries/bonds"], (0, 1), 50),
@@ -174,6 +172,17 @@ def test_damaged_root_metadata(copy, capsys):
     (copy / "zarr.json").write_text("{not json")
     assert main(["verify", str(copy)]) == 1
     assert "problem: /:" in capsys.readouterr().out
+
+
+def test_stale_kernels_and_predictions_are_notes(copy, capsys):
+    """After new queries, the kernels and predictions are stale until the next run: notes."""
+    group = _open(copy)
+    group["kernels/amons-queries/K"].resize((group["kernels/amons-queries/K"].shape[0], 3))
+    group["predictions/global"].attrs["n_rows"] = 2
+    assert main(["verify", str(copy), "--json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("kernels/amons-queries/K: shape" in note for note in notes), notes
+    assert any("predictions/global: 2 predictions for 5 queries" in note for note in notes)
 
 
 def test_staging_of_a_killed_run_is_a_note(copy, capsys):
