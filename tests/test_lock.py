@@ -182,3 +182,19 @@ def test_two_runs_on_one_workspace(tmp_path):
     assert first.wait(timeout=300) == 0, (tmp_path / "first.log").read_text()
     assert "predicted 3 queries" in (tmp_path / "first.log").read_text()
     assert verify_workspace(Workspace(location, mode="r")) == []
+
+
+def test_appending_queries_outside_a_run_takes_the_lock(workspace):
+    """`amondask read` (and the files `amondask run` reads first) append under the lock."""
+    from amondask.store.ingest import read_into_workspace
+
+    holder = _hold(Path(workspace.spec), 60)
+    try:
+        with pytest.raises(WorkspaceLockedError, match=f"pid {holder.pid}"):
+            read_into_workspace(["CCO"], workspace, progress=False)
+        assert not workspace.has("queries") or workspace.queries.n_rows == 0
+    finally:
+        holder.kill()
+        holder.wait()
+    read_into_workspace(["CCO"], workspace, progress=False)
+    assert workspace.queries.n_rows == 1

@@ -244,7 +244,15 @@ class Workspace:
         key) is the same, so a repeated run changes nothing, and becomes a DuplicateIdError row
         otherwise.
         """
+        from amondask.store.lock import workspace_lock
+
         self._require_writable()
+        with workspace_lock(self):  # also when `amondask read` appends outside a run
+            return self._add_queries(molecules, source)
+
+    def _add_queries(
+        self, molecules: Iterable[Molecule], source: str
+    ) -> tuple[int, int, list[ErrorRecord]]:
         index = self.query_index()
         table = self.queries
         new: list[Molecule] = []
