@@ -150,14 +150,14 @@ def workspace_lock(
     """
     path = lock_path(workspace)
     if path is None or not config.get("workspace.lock"):
-        if path is None and getattr(workspace, "spec", None) is not None:
-            spec = workspace.spec
-            if isinstance(spec, str):
-                warnings.warn(
-                    f"workspace {spec} is not on a local file system: it is not locked; run one "
-                    "writer at a time on it",
-                    stacklevel=3,
-                )
+        spec = getattr(workspace, "spec", workspace)
+        # memory:// and store objects live in one process: nothing to warn about
+        if path is None and isinstance(spec, str) and not spec.startswith("memory://"):
+            warnings.warn(
+                f"workspace {spec} is not on a local file system: it is not locked; run one "
+                "writer at a time on it",
+                stacklevel=3,
+            )
         yield None
         return
     _check_writable(path)
