@@ -182,6 +182,18 @@ def _executable(name: str) -> str:
     return found
 
 
+def _run_to_completion(argv: list[str]) -> None:
+    """Run a container's command here (BLAS pinned as in the image) and check it succeeded."""
+    done = subprocess.run(
+        [_executable(argv[0]), *argv[1:]],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, **PINNED_THREADS_ENV},
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+
+
 def _container_paths(argv: list[str], mapping: dict[str, Path]) -> list[str]:
     mapped = []
     for arg in argv:
@@ -236,28 +248,14 @@ def test_container_commands_as_local_processes_match_local_cluster(tmp_path):
 
         override = ["--max-heavy-atoms", str(TINY_MAX_HEAVY_ATOMS)]
         run_compose = _container_paths(compose["run"]["command"], paths) + override
-        done = subprocess.run(
-            [_executable("amondask"), *run_compose[1:]],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, **pinned},
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        _run_to_completion(run_compose)
         assert_same_predictions(shared / "example.zarr")
 
         job_container = _container(job["spec"]["template"]["spec"])
         job_env = {item["name"]: item["value"] for item in job_container["env"]}
         job_env["DASK_SCHEDULER_ADDRESS"] = address  # the Service's address, here
         run_job = _container_paths(_expand(job_container["args"], job_env), paths) + override
-        done = subprocess.run(
-            [_executable("amondask"), *run_job[1:]],
-            capture_output=True,
-            text=True,
-            timeout=600,
-            env={**os.environ, **pinned},
-        )
-        assert done.returncode == 0, done.stderr[-3000:]
+        _run_to_completion(run_job)
         assert_same_predictions(workspace / "example.zarr")
     finally:
         processes.stop()
