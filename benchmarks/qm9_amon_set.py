@@ -57,6 +57,17 @@ def query_heavy_atoms(workspace: Any) -> np.ndarray:
     return np.add.reduceat(heavy, offsets[:-1]) if len(offsets) > 1 else np.zeros(0, np.int64)
 
 
+def charged_queries(workspace: Any) -> np.ndarray:
+    """(n_queries,) True where the query graph has an atom with a formal charge (zwitterions,
+    and the ylides of a misperceived bond)."""
+    queries = workspace.queries
+    offsets = queries.offsets()
+    charges = np.asarray(queries.group["formal_charges"][: offsets[-1]]) != 0
+    if len(offsets) <= 1:
+        return np.zeros(0, bool)
+    return np.add.reduceat(charges.astype(np.int64), offsets[:-1]) > 0
+
+
 def amons_used_by(matrix: scipy.sparse.csr_matrix, rows: np.ndarray) -> np.ndarray:
     """Ids (ascending) of the amons with a non-zero count in any of ``rows``."""
     if not len(rows):
@@ -113,6 +124,8 @@ def amon_set_summary(workspace: Any) -> dict[str, Any]:
     heavy = query_heavy_atoms(workspace)[:n_queries]
     rows9 = np.flatnonzero(heavy == 9)
     used9 = amons_used_by(matrix, rows9)
+    neutral9 = rows9[~charged_queries(workspace)[:n_queries][rows9]]
+    used9_neutral = amons_used_by(matrix, neutral9)
     used_all = amons_used_by(matrix, np.arange(n_queries))
     conformer_amon = store.conformers.read("amon")
     conformers_of = np.bincount(conformer_amon, minlength=len(n_heavy))[: len(n_heavy)]
@@ -130,6 +143,8 @@ def amon_set_summary(workspace: Any) -> dict[str, Any]:
         "queries_by_n_heavy": {int(k): int(v) for k, v in sorted(Counter(heavy.tolist()).items())},
         "distinct_amons_9_heavy_queries": count_by_size(used9, n_heavy),
         "distinct_amons_9_heavy_queries_total": int(len(used9)),
+        "queries_9_heavy_without_charges": int(len(neutral9)),
+        "distinct_amons_9_heavy_queries_without_charges": count_by_size(used9_neutral, n_heavy),
         "distinct_amons_all_queries": count_by_size(used_all, n_heavy),
         "distinct_amons_all_queries_total": int(len(used_all)),
         "conformers_of_9_heavy_amons": int(conformers_of[used9].sum()),
@@ -153,8 +168,9 @@ def authors_key(smiles: str) -> str | None:
     is separated. Returns None for a SMILES that has no closed-shell reading (``C=C=[CH]=O``:
     a five-valent carbon).
     """
-    from rdkit import Chem
+    from rdkit import Chem, RDLogger
 
+    RDLogger.DisableLog("rdApp.*")  # the five-valent N of the authors' dialect is expected
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         mol = Chem.MolFromSmiles(smiles, sanitize=False)
@@ -229,15 +245,21 @@ def compare_with_authors(
     authors: Mapping[int, Mapping[str, str]],
     variants: Mapping[str, Mapping[str, Any]] | None = None,
     query_ids: Sequence[str] | None = None,
+    sampled: Iterable[int] = (),
+    only_charged: set[str] = frozenset(),
 ) -> dict[int, dict[str, Any]]:
     """Per N_I of the authors' list: counts, the set differences and their causes.
 
-    ``ours``: {N_I: {key: first 9-heavy query row giving it}}.
+    ``ours``: {N_I: {key: first 9-heavy query row giving it}}. For the sizes in ``sampled``
+    the authors' list is a sample (a slice of their file): only their amons are looked up in
+    ours, and "ours" / "only ours" are not defined. ``only_charged``: our keys that only
+    queries with formal charges give (the authors left such queries out).
     """
     out = {}
+    sampled = set(sampled)
     for size in sorted(authors):
         mine, theirs = ours.get(size, {}), authors[size]
-        only_ours = sorted(set(mine) - set(theirs))
+        only_ours = [] if size in sampled else sorted(set(mine) - set(theirs))
         only_theirs = sorted(set(theirs) - set(mine))
         causes = Counter()
         listed_theirs = []
@@ -249,23 +271,34 @@ def compare_with_authors(
         for key in only_ours:
             row = mine[key]
             listed_ours.append(
-                {"key": key, "first_query": query_ids[row] if query_ids is not None else row}
+                {
+                    "key": key,
+                    "first_query": query_ids[row] if query_ids is not None else row,
+                    "only_from_charged_queries": key in only_charged,
+                }
             )
         out[size] = {
+            "sample_of_authors": size in sampled,
             "ours": len(mine),
             "authors": len(theirs),
             "common": len(set(mine) & set(theirs)),
             "only_authors": len(only_theirs),
             "only_authors_by_cause": dict(causes.most_common()),
-            "only_ours": len(only_ours),
+            "only_ours": None if size in sampled else len(only_ours),
+            "only_ours_only_from_charged_queries": sum(
+                entry["only_from_charged_queries"] for entry in listed_ours
+            ),
             "only_authors_list": listed_theirs[:MAX_LISTED],
             "only_ours_list": listed_ours[:MAX_LISTED],
         }
     return out
 
 
-def our_keys_by_size(workspace: Any) -> tuple[dict[int, dict[str, int]], list[str]]:
-    """{N_I: {key: first 9-heavy query row}} of the 9-heavy queries, and the query ids."""
+def our_keys_by_size(
+    workspace: Any,
+) -> tuple[dict[int, dict[str, int]], list[str], set[str]]:
+    """{N_I: {key: first 9-heavy query row}} of the 9-heavy queries, the query ids, and the
+    keys that only queries with formal charges give."""
     store = workspace.amons
     n_queries = store.extracted_queries
     keys = store.amons.read_text("key")
@@ -273,13 +306,17 @@ def our_keys_by_size(workspace: Any) -> tuple[dict[int, dict[str, int]], list[st
     heavy = query_heavy_atoms(workspace)[:n_queries]
     matrix = store.query_amon_matrix().tocsc()
     is9 = heavy == 9
+    charged = charged_queries(workspace)[:n_queries]
     out: dict[int, dict[str, int]] = {}
+    only_charged: set[str] = set()
     for amon in range(len(keys)):
         rows = matrix.indices[matrix.indptr[amon] : matrix.indptr[amon + 1]]
         rows = rows[is9[rows]]
         if len(rows):
             out.setdefault(int(n_heavy[amon]), {})[keys[amon]] = int(rows.min())
-    return out, workspace.queries.read_text("id")[:n_queries]
+            if charged[rows].all():
+                only_charged.add(keys[amon])
+    return out, workspace.queries.read_text("id")[:n_queries], only_charged
 
 
 # ---- graph-only variants -----------------------------------------------------------------------
@@ -404,6 +441,12 @@ def markdown(result: Mapping[str, Any]) -> str:
 
     lines.append(row("authors (9-heavy QM9)", AUTHORS_BY_N_HEAVY))
     lines.append(row("ours, 9-heavy queries", summary["distinct_amons_9_heavy_queries"]))
+    lines.append(
+        row(
+            f"ours, 9-heavy queries without charges ({summary['queries_9_heavy_without_charges']})",
+            summary["distinct_amons_9_heavy_queries_without_charges"],
+        )
+    )
     lines.append(row("ours, all QM9 queries", summary["distinct_amons_all_queries"]))
     for name, counts in result.get("variant_counts", {}).items():
         lines.append(row(f"graph-only, {name}", counts))
@@ -420,13 +463,21 @@ def markdown(result: Mapping[str, Any]) -> str:
             "",
             "## Against the authors' own list",
             "",
-            "| N_I | ours | authors | common | only authors | only ours |",
+            "| N_I | ours | authors | common | only authors | only ours (only from charged "
+            "queries) |",
             "|---|---|---|---|---|---|",
         ]
         for size, entry in comparison.items():
+            if entry["sample_of_authors"]:
+                lines.append(
+                    f"| {size} (sample of theirs) | {entry['ours']} (all) | {entry['authors']} | "
+                    f"{entry['common']} | {entry['only_authors']} | - |"
+                )
+                continue
             lines.append(
                 f"| {size} | {entry['ours']} | {entry['authors']} | {entry['common']} | "
-                f"{entry['only_authors']} | {entry['only_ours']} |"
+                f"{entry['only_authors']} | {entry['only_ours']} "
+                f"({entry['only_ours_only_from_charged_queries']}) |"
             )
         lines += ["", "Causes of the amons only the authors have:", ""]
         for size, entry in comparison.items():
@@ -443,6 +494,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workspace", "-w", type=Path, required=True)
     parser.add_argument("--authors", type=Path, help="the authors' amon SMILES (one a line)")
+    parser.add_argument(
+        "--authors-sample",
+        type=Path,
+        help="a slice of the authors' list for one more N_I (their amons are looked up in ours)",
+    )
     parser.add_argument(
         "--variants",
         nargs="*",
@@ -489,11 +545,15 @@ def main() -> None:
         result["variant_counts"] = variant_counts(variants)
         result["variant_seconds"] = variants["_seconds"]
     if args.authors:
-        ours, ids = our_keys_by_size(workspace)
-        result["authors_list"] = str(args.authors)
-        result["authors_comparison"] = compare_with_authors(
-            ours, read_authors(args.authors), variants, ids
-        )
+        ours, ids, only_charged = our_keys_by_size(workspace)
+        authors = read_authors(args.authors)
+        sampled: set[int] = set()
+        if args.authors_sample:
+            sample = read_authors(args.authors_sample)
+            sampled = set(sample) - set(authors)
+            authors.update({size: sample[size] for size in sampled})
+        result["authors_list"] = [str(args.authors), str(args.authors_sample or "")]
+        result["authors_comparison"] = compare_with_authors(ours, authors, variants, ids, sampled)
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["load_average"] = [round(v, 2) for v in os.getloadavg()]
     text = markdown(result)

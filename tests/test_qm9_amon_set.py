@@ -28,15 +28,21 @@ def molecules():
 
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory, molecules):
-    """Five 9-heavy QM9 queries, three small ones, and one refused (charged) record."""
+    """Five 9-heavy QM9 queries, a 9-heavy zwitterion, three small ones, and one refused
+    (charged) record."""
     heavy = [int((m.numbers > 1).sum()) for m in molecules]
     nine = [m for m, h in zip(molecules, heavy, strict=True) if h == 9][:5]
     small = read_molecules(
-        [("CC(C)=O", "acetone"), ("OCC#N", "glycolonitrile"), ("NC1CC1", "cyclopropylamine")],
+        [
+            ("CC(C)=O", "acetone"),
+            ("OCC#N", "glycolonitrile"),
+            ("NC1CC1", "cyclopropylamine"),
+            ("[NH3+]CCCCCC(=O)[O-]", "zwitterion"),  # 9 heavy atoms, formal charges, neutral
+        ],
         geometry=True,
         seed=0,
     ).molecules
-    assert len(nine) == 5 and len(small) == 3
+    assert len(nine) == 5 and len(small) == 4
     path = tmp_path_factory.mktemp("set") / "ws.zarr"
     workspace = build(path, [*nine, *small], max_heavy_atoms=MAX_HEAVY)
     from amondask.store.ingest import read_into_workspace
@@ -61,7 +67,12 @@ def test_distinct_amons_per_size_match_brute_force(workspace):
     nine = [q for q in queries if int((q.numbers > 1).sum()) == 9]
     union9, per_query9 = brute_force_sets(nine)
     union_all, _ = brute_force_sets(queries)
-    assert summary["queries_by_n_heavy"][9] == 5
+    assert summary["queries_by_n_heavy"][9] == 6
+    assert summary["queries_9_heavy_without_charges"] == 5
+    union_neutral, _ = brute_force_sets([q for q in nine if q.id != "zwitterion"])
+    assert summary["distinct_amons_9_heavy_queries_without_charges"] == dict(
+        Counter(union_neutral.values())
+    )
     assert summary["distinct_amons_9_heavy_queries"] == dict(Counter(union9.values()))
     assert summary["distinct_amons_all_queries"] == dict(Counter(union_all.values()))
     assert len(union_all) > len(union9)  # the small queries add amons of their own
@@ -81,13 +92,19 @@ def test_error_rows_are_summarized(workspace):
 
 
 def test_our_keys_by_size_name_a_nine_heavy_query(workspace):
-    ours, ids = amon_set.our_keys_by_size(workspace)
+    ours, ids, only_charged = amon_set.our_keys_by_size(workspace)
     queries = workspace.queries.molecules()
+    amons_of = {
+        q.id: {a.key for a in extract_amons(q, MAX_HEAVY, geometry=False)}
+        for q in queries
+        if int((q.numbers > 1).sum()) == 9
+    }
     for size, keys in ours.items():
         for key, row in keys.items():
-            assert int((queries[row].numbers > 1).sum()) == 9
-            found = {a.key for a in extract_amons(queries[row], MAX_HEAVY, geometry=False)}
-            assert key in found and len(key) and size <= MAX_HEAVY
+            assert queries[row].id in amons_of and size <= MAX_HEAVY
+            assert key in amons_of[queries[row].id]
+            givers = {qid for qid, found in amons_of.items() if key in found}
+            assert (key in only_charged) == (givers == {"zwitterion"})
     assert ids[0].startswith("qm9_")
 
 
@@ -110,9 +127,23 @@ def test_comparison_sorts_the_differences():
     ours = {2: {"CC": 0, "CO": 1}, 3: {"CCO": 0, "C[N+](=O)[O-]": 2}}
     authors = {2: {"CC": "CC", "NN": "NN"}, 3: {"CCO": "OCC", "invalid:C=C=[CH]=O": "x"}}
     variants = {"plain": {"NN": [2, 1, "q"]}}
-    result = amon_set.compare_with_authors(ours, authors, variants, ["a", "b", "c"])
+    result = amon_set.compare_with_authors(
+        ours, authors, variants, ["a", "b", "c"], only_charged={"C[N+](=O)[O-]"}
+    )
     assert (result[2]["common"], result[2]["only_authors"], result[2]["only_ours"]) == (1, 1, 1)
-    assert result[2]["only_ours_list"] == [{"key": "CO", "first_query": "b"}]
+    assert result[2]["only_ours_list"] == [
+        {"key": "CO", "first_query": "b", "only_from_charged_queries": False}
+    ]
     assert "plain" in result[2]["only_authors_list"][0]["cause"]
     assert "five-valent C" in result[3]["only_authors_list"][0]["cause"]
     assert result[3]["only_ours_list"][0]["first_query"] == "c"
+    assert result[3]["only_ours_list"][0]["only_from_charged_queries"]
+    assert result[3]["only_ours_only_from_charged_queries"] == 1
+
+
+def test_a_sampled_size_reports_only_the_authors_side():
+    ours = {6: {"CCCCCC": 0, "CCCCCO": 0}}
+    authors = {6: {"CCCCCC": "CCCCCC", "NCCCCC": "NCCCCC"}}
+    result = amon_set.compare_with_authors(ours, authors, sampled={6})
+    assert result[6]["sample_of_authors"] and result[6]["only_ours"] is None
+    assert (result[6]["common"], result[6]["only_authors"]) == (1, 1)
