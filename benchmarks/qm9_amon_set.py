@@ -319,6 +319,41 @@ def our_keys_by_size(
     return out, workspace.queries.read_text("id")[:n_queries], only_charged
 
 
+# ---- groups the authors' extra amons need --------------------------------------------------
+#: SMARTS of groups that amons only the authors have (NN, NO, NCO, NCN, OCF, O=CF) need in a
+#: query (explicit-H molecules; "amine-type": three single bonds, no charge).
+GROUP_PATTERNS = {
+    "N-N, both amine-type (hydrazine)": "[NX3;!a;!$(N=*);!$([N+]);!$([N-])]"
+    "-[NX3;!a;!$(N=*);!$([N+]);!$([N-])]",
+    "N-O, amine-type N (hydroxylamine)": "[NX3;!a;!$(N=*);!$([N+]);!$([N-])]-[OX2]",
+    "N-C(sp3)-O (hemiaminal)": "[NX3;!$([N+])]-[CX4]-[OX2]",
+    "N-C(sp3)-N (aminal)": "[NX3;!$([N+])]-[CX4]-[NX3;!$([N+])]",
+    "F-C(sp3)-O": "F-[CX4]-O",
+    "acyl fluoride C(=O)F": "[CX3](=O)F",
+}
+
+
+def group_counts(workspace: Any, examples: int = 3) -> dict[str, Any]:
+    """How many 9-heavy queries contain each group of :data:`GROUP_PATTERNS`."""
+    from rdkit import Chem
+
+    patterns = {name: Chem.MolFromSmarts(smarts) for name, smarts in GROUP_PATTERNS.items()}
+    n_queries = workspace.amons.extracted_queries
+    heavy = query_heavy_atoms(workspace)[:n_queries]
+    found: dict[str, list[str]] = {name: [] for name in patterns}
+    for row, molecule in enumerate(workspace.queries.iter_molecules(0, n_queries)):
+        if heavy[row] != 9:
+            continue
+        mol = molecule.rdkit_mol
+        for name, pattern in patterns.items():
+            if mol.HasSubstructMatch(pattern):
+                found[name].append(molecule.id)
+    return {
+        name: {"queries": len(ids), "examples": ids[:examples], "smarts": GROUP_PATTERNS[name]}
+        for name, ids in found.items()
+    }
+
+
 # ---- graph-only variants -----------------------------------------------------------------------
 def graph_amon_keys(
     molecules: Iterable[Any], max_heavy_atoms: int, rules: str
@@ -483,6 +518,9 @@ def markdown(result: Mapping[str, Any]) -> str:
         for size, entry in comparison.items():
             for cause, count in entry["only_authors_by_cause"].items():
                 lines.append(f"- N_I = {size}: {count} x {cause}")
+    lines += ["", "9-heavy queries with groups that the authors' extra amons need:", ""]
+    for name, entry in result["groups_in_9_heavy_queries"].items():
+        lines.append(f"- {name}: {entry['queries']}")
     errors = result["errors"]
     lines += ["", f"Error rows: {errors['total']}", ""]
     for name, entry in errors["by_type"].items():
@@ -534,6 +572,7 @@ def main() -> None:
         },
         "summary": amon_set_summary(workspace),
         "errors": error_summary(workspace),
+        "groups_in_9_heavy_queries": group_counts(workspace),
     }
     variants = None
     if args.variants is not None:

@@ -147,3 +147,20 @@ def test_a_sampled_size_reports_only_the_authors_side():
     result = amon_set.compare_with_authors(ours, authors, sampled={6})
     assert result[6]["sample_of_authors"] and result[6]["only_ours"] is None
     assert (result[6]["common"], result[6]["only_authors"]) == (1, 1)
+
+
+def test_group_counts_find_a_hemiaminal(tmp_path):
+    from amondask.store import Workspace
+    from amondask.store.ingest import read_into_workspace
+
+    molecules = read_molecules(
+        [("OC1CNC(O)CC1O", "hemiaminal"), ("CCCCCCCCC", "nonane")], geometry=True, seed=0
+    ).molecules
+    workspace = Workspace(tmp_path / "ws.zarr")
+    read_into_workspace(molecules, workspace, progress=False)
+    from amondask.pipeline import SERIAL, extract_workspace
+
+    extract_workspace(workspace, max_heavy_atoms=1, client=SERIAL, progress=False)
+    counts = amon_set.group_counts(workspace)
+    assert counts["N-C(sp3)-O (hemiaminal)"]["examples"] == ["hemiaminal"]
+    assert counts["N-N, both amine-type (hydrazine)"]["queries"] == 0
