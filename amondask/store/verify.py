@@ -19,7 +19,8 @@ that disagree. What is checked:
 - kernels: ``K_done`` matches the block grid of ``K`` (a ``K`` of another shape than the
   representations is stale after new queries: a note, the next run rebuilds it);
 - models: a saved model's arrays agree with its ``n_train`` and elements, its SLATM parameters
-  with the workspace's, its level has labels, its training rows are ``ok``-labeled conformers;
+  with the workspace's, its level has labels, its training rows are ``ok``-labeled conformers
+  (a model group without its attribute, written last, is an interrupted training: a note);
 - predictions: query indices in range, the model exists (fewer rows than queries: a note);
 - errors: non-empty record id, stage, type and message.
 
@@ -449,8 +450,11 @@ class _Checker:
             names.add(name)
             self.report.checked.append(base)
             meta = group.attrs.get(MODEL_ATTRIBUTE)
-            if not isinstance(meta, dict):
-                self.problem(base, f"no {MODEL_ATTRIBUTE!r} attribute: not a saved model")
+            if not isinstance(meta, dict):  # written last: a training run was interrupted
+                self.report.notes.append(
+                    f"{base}: no saved model yet (no {MODEL_ATTRIBUTE!r} attribute: its training "
+                    "was interrupted); the next run trains it again"
+                )
                 continue
             n_train = meta.get("n_train")
             if "dual_coef" in group:
