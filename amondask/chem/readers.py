@@ -364,32 +364,26 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
             continue
         frame_number += 1
         location = f"{name}:{line_number}"
-        if not text.strip().isdigit():
-            yield RawRecord(
-                f"{_stem(name)}:F{frame_number}",
-                location,
-                None,
-                problem=f"line {line_number} should hold the atom count of an XYZ frame but "
-                f"reads {text.strip()[:40]!r}; fix the frame header",
+        header = text.strip()
+        bad_header = None
+        if not (header.isascii() and header.isdigit()):  # "³".isdigit(), yet int() fails
+            bad_header = (
+                f"line {line_number} should hold the atom count of an XYZ frame but reads "
+                f"{header[:40]!r}; fix the frame header"
             )
+        elif int(header) > MAX_XYZ_ATOMS:
+            bad_header = (
+                f"line {line_number} announces {header[:40]} atoms, more than any molecule "
+                f"amondask reads ({MAX_XYZ_ATOMS}); fix the frame header"
+            )
+        if bad_header:
+            yield RawRecord(f"{_stem(name)}:F{frame_number}", location, None, problem=bad_header)
             # Skip to the next line that is a lone integer: the next frame's header.
             pending = next(((k, line) for k, line in lines if line.strip().isdigit()), None)
             if pending is None:
                 return
             continue
-        n_atoms = int(text.strip())
-        if n_atoms > MAX_XYZ_ATOMS:
-            yield RawRecord(
-                f"{_stem(name)}:F{frame_number}",
-                location,
-                None,
-                problem=f"line {line_number} announces {n_atoms} atoms, more than any molecule "
-                f"amondask reads ({MAX_XYZ_ATOMS}); fix the frame header",
-            )
-            pending = next(((k, line) for k, line in lines if line.strip().isdigit()), None)
-            if pending is None:
-                return
-            continue
+        n_atoms = int(header)
         frame_lines = list(islice(lines, n_atoms + 1))
         comment_raw = frame_lines[0][1] if frame_lines else b""
         comment, bad = _decode(comment_raw, f"line {line_number + 1}")
