@@ -46,19 +46,6 @@ from amondask.store.verify import verify
 FAULT_RUN_TIMEOUT_S = max(RUN_TIMEOUT_S, 1800)
 
 
-class _Run(Run):
-    """test_run_resume's ``amondask run`` subprocess, with this module's time limit."""
-
-    def finish(self) -> str:
-        try:
-            code = self.process.wait(timeout=FAULT_RUN_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-        assert code == 0, f"amondask run exited {code}\n{self.stdout}\n{self.stderr}"
-        return self.stdout
-
-
 #: Faults injected and runs that resumed identically, for docs/reliability.md.
 TALLY = {"faults injected": 0, "resumed identically": 0, "clear errors, verify clean": 0}
 
@@ -79,7 +66,7 @@ def queries(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def reference(queries, tmp_path_factory) -> Path:
     workspace = tmp_path_factory.mktemp("reference") / "ws.zarr"
-    _Run(queries, workspace, "reference").finish()
+    Run(queries, workspace, "reference").finish(FAULT_RUN_TIMEOUT_S)
     return workspace
 
 
@@ -89,7 +76,7 @@ def _assert_clean(workspace: Path) -> None:
 
 
 def _resume_and_compare(queries: Path, workspace: Path, reference: Path) -> None:
-    _Run(queries, workspace, "resumed").finish()
+    Run(queries, workspace, "resumed").finish(FAULT_RUN_TIMEOUT_S)
     _assert_clean(workspace)
     _assert_same_predictions(_predictions(workspace), _predictions(reference))
 
@@ -177,7 +164,7 @@ def _kill_points(n: int) -> list[tuple[str, int]]:
 def _killed_at(queries: Path, reference: Path, tmp_path: Path, point: tuple[str, int]) -> None:
     name, k = point
     workspace = tmp_path / "ws.zarr"
-    killed = _Run(queries, workspace, "killed")
+    killed = Run(queries, workspace, "killed")
     deadline = time.monotonic() + FAULT_RUN_TIMEOUT_S
     while not KILL_POINTS[name](workspace, k) and killed.process.poll() is None:
         assert time.monotonic() < deadline, f"no {name} after {FAULT_RUN_TIMEOUT_S} s"

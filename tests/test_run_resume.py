@@ -104,9 +104,9 @@ class Run:
     def stderr(self) -> str:
         return self.stderr_path.read_text()
 
-    def finish(self) -> str:
+    def finish(self, timeout_s: float = RUN_TIMEOUT_S) -> str:
         try:
-            code = self.process.wait(timeout=RUN_TIMEOUT_S)
+            code = self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
             raise
