@@ -21,9 +21,6 @@ QUERIES = [
 ]
 
 
-pytestmark = pytest.mark.slow  # a labeled workspace: about a minute on an idle core
-
-
 @pytest.fixture(scope="module")
 def remedied(tmp_path_factory):
     path = tmp_path_factory.mktemp("remedy") / "ws.zarr"
