@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import distributed  # noqa: F401  (config defaults present before --config files are applied)
@@ -57,14 +58,40 @@ pytestmark = [
 ]
 
 
-def _our_jobs(name: str) -> list[str]:
-    queue = subprocess.run(
-        ["squeue", "--noheader", "--name", name, "--format=%i"],
-        capture_output=True,
-        text=True,
-        timeout=15,
-    )
-    return queue.stdout.split()
+def _our_jobs(name: str, settle_seconds: float = 0) -> list[str]:
+    """Ids of the pending or running jobs called ``name``; with ``settle_seconds``, asked again
+    until none is left or the time is up (a cancelled job leaves the queue within seconds)."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        queue = subprocess.run(
+            ["squeue", "--noheader", "--name", name, "--states=PD,R", "--format=%i"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        )
+        jobs = queue.stdout.split()
+        if not jobs or time.monotonic() > deadline:
+            return jobs
+        time.sleep(1)
+
+
+def _wait_for_job(job_id: str, timeout_seconds: float) -> tuple[str, str]:
+    """(JobState, ExitCode) of a job once it has ended (scontrol keeps ended jobs for
+    MinJobAge, 300 s by default); polled each second (sbatch --wait polls up to 32 s apart)."""
+    deadline = time.monotonic() + timeout_seconds
+    while time.monotonic() < deadline:
+        shown = subprocess.run(
+            ["scontrol", "show", "job", job_id, "--oneliner"],
+            capture_output=True,
+            text=True,
+            timeout=15,
+        ).stdout
+        fields = dict(item.split("=", 1) for item in shown.split() if "=" in item)
+        state = fields.get("JobState", "")
+        if state and state not in ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING"):
+            return state, fields.get("ExitCode", "")
+        time.sleep(1)
+    raise AssertionError(f"SLURM job {job_id} did not end within {timeout_seconds} s")
 
 
 def test_run_through_slurmcluster_matches_local_cluster(tmp_path):
@@ -108,7 +135,7 @@ def test_run_through_slurmcluster_matches_local_cluster(tmp_path):
         worker_logs = sorted((tmp_path / "logs").glob(f"{job_name}-*.err"))
         assert worker_logs, "no SLURM worker job wrote a log"
         assert any("Registered to" in log.read_text() for log in worker_logs)
-        assert _our_jobs(job_name) == []  # the cluster's jobs are cancelled on exit
+        assert _our_jobs(job_name, settle_seconds=60) == []  # cancelled on exit
     finally:
         leftover = _our_jobs(job_name)
         if leftover:
@@ -127,7 +154,6 @@ def test_sbatch_scheduler_file_script_matches_local_cluster(tmp_path):
     job_output = tmp_path / "job.out"
     command = [
         "sbatch",
-        "--wait",
         "--parsable",
         "--job-name",
         f"amondask-sbatch-test-{os.getpid()}",
@@ -141,20 +167,17 @@ def test_sbatch_scheduler_file_script_matches_local_cluster(tmp_path):
         "--max-heavy-atoms",
         str(TINY_MAX_HEAVY_ATOMS),
     ]
-    job_id = None
+    submitted = subprocess.run(
+        command, cwd=tmp_path, env=environment, capture_output=True, text=True, timeout=60
+    )
+    assert submitted.returncode == 0, submitted.stderr
+    job_id = submitted.stdout.strip().split(";")[0]
     try:
-        submitted = subprocess.Popen(
-            command, cwd=tmp_path, env=environment, stdout=subprocess.PIPE, text=True
-        )
-        job_id = submitted.stdout.readline().strip().split(";")[0]
-        submitted.wait(timeout=600)
+        state = _wait_for_job(job_id, timeout_seconds=600)
         log = job_output.read_text() if job_output.exists() else ""
-        assert submitted.returncode == 0, log[-3000:]
+        assert state == ("COMPLETED", "0:0"), log[-3000:]
     finally:
-        if submitted.poll() is None:
-            submitted.kill()
-        if job_id:
-            subprocess.run(["scancel", job_id], timeout=30)
+        subprocess.run(["scancel", job_id], timeout=30)
     assert "predicted 4 queries" in log
     assert not list(tmp_path.glob("amondask-scheduler-*.json"))  # the script cleans up
     assert_same_predictions(workspace)
