@@ -61,11 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from contextlib import nullcontext
 
-        from amondask import config
         import dask.config
 
-
+        from amondask import config
         from amondask.cli.common import cluster_settings
+
         settings = config.load_file(args.config) if args.config else nullcontext()
         # for this command only (main may be called again in one process)
         with settings, dask.config.set(cluster_settings(args)):
