@@ -592,7 +592,9 @@ def main() -> None:
             sampled = set(sample) - set(authors)
             authors.update({size: sample[size] for size in sampled})
         result["authors_list"] = [str(args.authors), str(args.authors_sample or "")]
-        result["authors_comparison"] = compare_with_authors(ours, authors, variants, ids, sampled)
+        result["authors_comparison"] = compare_with_authors(
+            ours, authors, variants, ids, sampled, only_charged
+        )
     result["seconds"] = round(time.perf_counter() - start, 1)
     result["load_average"] = [round(v, 2) for v in os.getloadavg()]
     text = markdown(result)
