@@ -98,9 +98,14 @@ def read_file(path: str | Path) -> dict[str, Any]:
         raise ConfigError(f"configuration file {path} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
         raise ConfigError(f"configuration file {path} must hold a mapping of options")
-    if "amondask" not in data:
-        data = {"amondask": data}
     known = _load_defaults()["amondask"]
+    if "amondask" not in data:
+        # a bare file of amondask options, unless a key is another dask namespace (jobqueue:)
+        _import_config_owners()
+        dask_namespaces = {k for k in data if k not in known and k in dask.config.config}
+        data = {"amondask": {k: v for k, v in data.items() if k not in dask_namespaces}} | {
+            k: data[k] for k in dask_namespaces
+        }
     if not isinstance(data["amondask"], dict):
         raise ConfigError(f"'amondask' in {path} must hold a mapping of options")
     unknown = _unknown_keys(data["amondask"], known, "amondask.")
@@ -119,12 +124,28 @@ def load_file(path: str | Path) -> Any:
     ``amondask:``, optionally other dask settings such as ``distributed:`` beside it) on top of
     the current settings, for this process and the LocalCluster workers it starts later (an
     external cluster's workers need the file too). A file without a top-level ``amondask`` key
-    is read as amondask options; unknown amondask options raise :class:`ConfigError`.
+    is read as amondask options, except keys that name another dask namespace (``jobqueue:``,
+    ``distributed:``), which pass through; unknown options raise :class:`ConfigError`.
 
     Returns the ``dask.config.set`` object: use it as a context manager (``with
     config.load_file(f):``) to apply the file only for a block.
     """
-    return dask.config.set(read_file(path))
+    settings = read_file(path)
+    # dask.config.set's undo deletes a whole namespace that did not exist when it was set: load
+    # the packages that register distributed.* / jobqueue.* defaults first, so it never is.
+    _import_config_owners()
+    return dask.config.set(settings)
+
+
+def _import_config_owners() -> None:
+    """Import the packages that add their defaults to dask.config (when installed)."""
+    import importlib
+
+    for module in ("distributed", "dask_jobqueue"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            pass
 
 
 def get(key: str, override: Any = None) -> Any:

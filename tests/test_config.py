@@ -84,3 +84,37 @@ def test_cli_config_option_sets_the_run_parameters(tmp_path, capsys):
     assert amondask_config.get("max-heavy-atoms") == 7  # only for that command
     assert main(["info", str(workspace), "--config", str(tmp_path / "nope.yaml")]) == 1
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_bare_file_of_other_dask_settings_passes_through(tmp_path):
+    site = tmp_path / "site.yaml"
+    site.write_text("jobqueue:\n  slurm:\n    queue: short\nmax-heavy-atoms: 3\n")
+    settings = config.read_file(site)
+    assert settings == {"jobqueue.slurm.queue": "short", "amondask.max-heavy-atoms": 3}
+    typo = tmp_path / "typo.yaml"
+    typo.write_text("max-heavy-atom: 3\n")  # neither an amondask option nor a dask namespace
+    with pytest.raises(ConfigError, match="max-heavy-atom "):
+        config.read_file(typo)
+
+
+def test_leaving_a_loaded_file_keeps_distributed_defaults(tmp_path):
+    """Applied before distributed is imported, the file's undo must not delete distributed.*."""
+    import subprocess
+    import sys
+
+    tls = tmp_path / "tls.yaml"
+    tls.write_text("distributed:\n  comm:\n    timeouts:\n      connect: 61s\n")
+    script = (
+        "from amondask import config\n"
+        "import dask.config, sys\n"
+        "assert 'distributed' not in sys.modules\n"
+        f"with config.load_file({str(tls)!r}):\n"
+        "    import distributed  # a Client started inside the block\n"
+        "    assert dask.config.get('distributed.comm.timeouts.connect') == '61s'\n"
+        "print(dask.config.get('distributed.comm.timeouts.connect'),"
+        " dask.config.get('distributed.worker.memory.target'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    connect, target = done.stdout.split()
+    assert connect != "61s" and float(target) == 0.6
