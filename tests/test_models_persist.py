@@ -88,3 +88,26 @@ def test_save_refuses_to_overwrite_and_load_explains(fitted):
         AmonKRR.load(empty)
     with pytest.raises(ModelError, match="not fitted"):
         AmonKRR().save(empty)
+
+
+def test_a_save_over_a_model_that_dies_midway_leaves_no_model(fitted, tmp_path, monkeypatch):
+    """Overwriting: killed after the old arrays are gone, the group must not claim a model."""
+    from amondask.models import persist
+
+    model, _ = fitted
+    root = zarr.open_group(str(tmp_path / "w.zarr"), mode="w")
+    model.save(root.require_group("models/m"))
+    real_write, calls = persist._write, []
+
+    def dies_on_second_array(group, name, values):
+        calls.append(name)
+        if len(calls) == 2:
+            raise KeyboardInterrupt("killed while saving")
+        real_write(group, name, values)
+
+    monkeypatch.setattr(persist, "_write", dies_on_second_array)
+    with pytest.raises(KeyboardInterrupt):
+        persist.save_model(model, root["models/m"], overwrite=True)
+    reopened = zarr.open_group(str(tmp_path / "w.zarr"), mode="r")
+    with pytest.raises(ModelError, match="holds no saved model"):
+        AmonKRR.load(reopened["models/m"])

@@ -34,6 +34,10 @@ def save_model(model: Any, group: zarr.Group, *, overwrite: bool = False) -> Non
             f"zarr group {group.path!r} already holds a model; pass overwrite=True to replace it "
             "or save under another name"
         )
+    # The attribute is what marks a model as saved: drop it before touching the arrays and
+    # write it last, so a save killed midway leaves "no model" (refit), never a mismatch.
+    if MODEL_ATTRIBUTE in group.attrs:
+        del group.attrs[MODEL_ATTRIBUTE]
     for name in (*ARRAYS, TRAIN_GROUP):
         if name in group:
             del group[name]
