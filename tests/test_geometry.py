@@ -45,3 +45,29 @@ def test_embedding_failure_is_a_geometry_error(monkeypatch):
     monkeypatch.setattr(AllChem, "EmbedMolecule", lambda mol, params: -1)
     with pytest.raises(GeometryError, match="could not embed"):
         embed_molecule(Molecule.from_smiles("CCO", "ethanol"), max_attempts=2)
+
+
+def test_an_embedding_past_its_time_budget_is_an_error_row(tmp_path):
+    """A 244-heavy-atom branched alkane does not embed in 1 s: a clear error, not a held worker."""
+    import time
+
+    import dask.config
+
+    from amondask import read_molecules
+
+    big = "CC(C)" + "C(C(C)C)" * 60 + "C"
+    budget = {"amondask.geometry.embed-timeout-s": 1, "amondask.geometry.max-attempts": 1}
+    with dask.config.set(budget):
+        started = time.monotonic()
+        with pytest.raises(GeometryError, match="embed-timeout-s") as caught:
+            embed_molecule(Molecule.from_smiles(big, "big"))
+        assert time.monotonic() - started < 60  # ~1.5 s here; unbounded it takes many minutes
+        assert caught.value.record_id == "big"
+        queries = tmp_path / "q.smi"
+        queries.write_text(f"{big} big\nCCO ethanol\n")
+        result = read_molecules(queries, geometry=True)
+    assert [m.id for m in result.molecules] == ["ethanol"]
+    assert result.molecules[0].has_positions
+    (error,) = result.errors
+    assert error.record_id == "big" and error.stage == "geometry"
+    assert "embed-timeout-s" in error.message

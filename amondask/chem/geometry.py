@@ -8,6 +8,8 @@ instead; when neither applies the ETKDG geometry is kept. Failure to embed raise
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import AllChem, rdDistGeom, rdForceFieldHelpers
@@ -20,11 +22,14 @@ from amondask.errors import GeometryError
 COORDINATES_KEY = "coordinates"
 
 
-def _embed_parameters(seed: int, random_coordinates: bool) -> rdDistGeom.EmbedParameters:
+def _embed_parameters(
+    seed: int, random_coordinates: bool, timeout_s: int = 0
+) -> rdDistGeom.EmbedParameters:
     params = rdDistGeom.ETKDGv3()
     params.randomSeed = int(seed)
     params.numThreads = 1
     params.useRandomCoords = random_coordinates
+    params.timeout = int(timeout_s)  # seconds per attempt; 0: no limit
     return params
 
 
@@ -55,19 +60,35 @@ def embed_molecule(
 
     ``seed`` defaults to ``amondask.geometry.seed``; each further attempt (up to
     ``amondask.geometry.max-attempts``) uses seed + attempt, the last ones from random
-    coordinates, which helps with cages and strained rings. Raises GeometryError on failure.
+    coordinates, which helps with cages and strained rings. Each attempt may take at most
+    ``amondask.geometry.embed-timeout-s`` seconds (0: no limit): ETKDG's time grows steeply with
+    size (minutes for a few hundred heavy atoms), so an attempt past the budget is given up
+    rather than holding a worker. Raises GeometryError on failure or when every attempt timed out.
     """
     seed = int(config.get("geometry.seed", seed))
     max_attempts = int(config.get("geometry.max-attempts", max_attempts))
+    timeout_s = int(config.get("geometry.embed-timeout-s"))
     mol = molecule.rdkit_mol
     mol.RemoveAllConformers()
     conformer_id = -1
+    timed_out = 0
     for attempt in range(max_attempts):
         random_coordinates = attempt >= max(1, max_attempts - 1)
-        params = _embed_parameters(seed + attempt, random_coordinates)
+        params = _embed_parameters(seed + attempt, random_coordinates, timeout_s)
+        started = time.monotonic()
         conformer_id = AllChem.EmbedMolecule(mol, params)
         if conformer_id >= 0:
             break
+        timed_out += bool(timeout_s) and time.monotonic() - started >= timeout_s
+    if conformer_id < 0 and timed_out == max_attempts:
+        raise GeometryError(
+            f"RDKit ETKDG did not embed this molecule ({mol.GetNumHeavyAtoms()} heavy atoms) "
+            f"within the {timeout_s} s per attempt of amondask.geometry.embed-timeout-s "
+            f"({max_attempts} attempts); give it with coordinates (SDF/XYZ/PDB) or raise the "
+            "limit (0: none)",
+            record_id=molecule.id,
+            stage="geometry",
+        )
     if conformer_id < 0:
         raise GeometryError(
             f"RDKit ETKDG could not embed {molecule.smiles!r} in 3D after {max_attempts} "
