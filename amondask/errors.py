@@ -128,8 +128,6 @@ class ErrorRecord:
         )
 
 
-
-
 class SolverError(AmondaskError):
     """The regression system (K + lambda I) alpha = y cannot be solved as asked."""
 
