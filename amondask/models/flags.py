@@ -42,20 +42,25 @@ def _rdkit(molecule: Any) -> Any:
 
 
 def ring_system_flags(
-    molecules: Sequence[Any],
+    molecules: Iterable[Any],
     max_heavy_atoms: int,
     occurrences: Sequence[Iterable[Sequence[int]] | None] | None = None,
 ) -> np.ndarray:
     """(n,) bool: the molecule has a ring system that no amon of at most ``max_heavy_atoms``
     heavy atoms (or, given per molecule, none of its amon ``occurrences``) contains whole.
-    ``molecules``: :class:`~amondask.chem.Molecule` or RDKit molecules."""
+    ``molecules``: :class:`~amondask.chem.Molecule` or RDKit molecules, any iterable (a
+    stream: only the flags are kept)."""
     from amondask.amons.ring_systems import uncontained_ring_systems
 
-    out = np.zeros(len(molecules), dtype=bool)
-    for k, molecule in enumerate(molecules):
-        found = None if occurrences is None else occurrences[k]
-        out[k] = bool(uncontained_ring_systems(_rdkit(molecule), max_heavy_atoms, found))
-    return out
+    flags = [
+        bool(
+            uncontained_ring_systems(
+                _rdkit(molecule), max_heavy_atoms, None if occurrences is None else occurrences[k]
+            )
+        )
+        for k, molecule in enumerate(molecules)
+    ]
+    return np.array(flags, dtype=bool)
 
 
 def outlier_flags(
@@ -96,14 +101,15 @@ def outlier_flags(
 
 def add_outlier_flags(
     dataset: Any,
-    molecules: Sequence[Any],
+    molecules: Iterable[Any],
     max_heavy_atoms: int,
     *,
     occurrences: Sequence[Iterable[Sequence[int]] | None] | None = None,
     uncertainty_threshold: float | None = None,
 ) -> Any:
     """The prediction Dataset with ``flagged`` (bool) and ``flag_reason`` (str) added;
-    ``molecules`` are the queries in the Dataset's order (see :func:`outlier_flags`)."""
+    ``molecules`` are the queries in the Dataset's order, any iterable (see
+    :func:`outlier_flags`)."""
     ring_system = ring_system_flags(molecules, max_heavy_atoms, occurrences)
     flagged, reason = outlier_flags(
         ring_system=ring_system,

@@ -207,8 +207,8 @@ def _add_flags(workspace: Workspace, dataset: Any, n_queries: int) -> None:
     max_heavy_atoms = workspace.parameters.get("max_heavy_atoms")
     if max_heavy_atoms is None:
         max_heavy_atoms = config.get("max-heavy-atoms")
-    molecules = workspace.queries.molecules(0, n_queries)
-    add_outlier_flags(dataset, molecules, int(max_heavy_atoms))
+    # streamed: the client keeps one query at a time, however many there are
+    add_outlier_flags(dataset, workspace.queries.iter_molecules(0, n_queries), int(max_heavy_atoms))
 
 
 def predict_with_model(
