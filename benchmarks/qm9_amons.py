@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -36,7 +35,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qm9_sample import qm9_query_table, write_query_extxyz  # noqa: E402
+from qm9_sample import machine_record, qm9_query_table, write_query_extxyz  # noqa: E402
 
 KCAL = 627.509474
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -458,13 +457,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "queries": _per_query_record(table, evaluations),
         "authors": AUTHORS,
         "prototype": PROTOTYPE,
-        "machine": {
-            "cpus": os.cpu_count(),
-            "workers": args.workers,
-            "python": platform.python_version(),
-            "load_average_start": list(load_start),
-            "load_average_end": list(os.getloadavg()),
-        },
+        "machine": machine_record(args.workers, load_start),
         "wall_seconds": time.perf_counter() - started,
     }
 

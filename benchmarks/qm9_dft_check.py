@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -32,7 +31,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from qm9_amons import RESULTS, _by_source_row, _curve_record  # noqa: E402
-from qm9_sample import qm9_query_table, write_query_extxyz  # noqa: E402
+from qm9_sample import machine_record, qm9_query_table, write_query_extxyz  # noqa: E402
 
 
 def _run_level(queries: Path, path: Path, labeler: Any, args: Any, client: Any) -> dict:
@@ -174,13 +173,7 @@ def main() -> None:
         "geometry_deviation_angstrom": _geometry_deviation(
             paths["xtb"], paths["dft"], xtb.level_of_theory, dft.level_of_theory
         ),
-        "machine": {
-            "cpus": os.cpu_count(),
-            "workers": args.workers,
-            "python": platform.python_version(),
-            "load_average_start": list(load_start),
-            "load_average_end": list(os.getloadavg()),
-        },
+        "machine": machine_record(args.workers, load_start),
         "wall_seconds": time.perf_counter() - started,
     }
     output = Path(args.output)

@@ -85,3 +85,17 @@ def write_query_extxyz(table: pd.DataFrame, path: str | Path) -> Path:
             for symbol, (x, y, z) in zip(symbols, positions, strict=True):
                 handle.write(f"{symbol} {x:.8f} {y:.8f} {z:.8f}\n")
     return path
+
+
+def machine_record(workers: int | None, load_start: tuple[float, ...]) -> dict:
+    """Where a benchmark ran: cores, workers, Python, load average at start and now."""
+    import os
+    import platform
+
+    return {
+        "cpus": os.cpu_count(),
+        "workers": workers,
+        "python": platform.python_version(),
+        "load_average_start": list(load_start),
+        "load_average_end": list(os.getloadavg()),
+    }
