@@ -95,6 +95,23 @@ CORRUPTIONS = {
         lambda g: _set(g["amons/conformers/id"], 3, "0:0"),
         "amons/conformers/id: row 3 has id '0:0'",
     ),
+    "more conformers than the cap": (
+        lambda g: (
+            g.attrs.update(
+                {
+                    "amondask": {
+                        **g.attrs["amondask"],
+                        "parameters": {
+                            **g.attrs["amondask"]["parameters"],
+                            "max_conformers_per_amon": 1,
+                        },
+                    }
+                }
+            ),
+            _set(g["amons/conformers/amon"], 1, int(g["amons/conformers/amon"][0])),
+        ),
+        "conformers, more than max_conformers_per_amon=1",
+    ),
     "extracted count too large": (
         lambda g: g.attrs.update({"amondask": {**g.attrs["amondask"], "extracted_queries": 99}}),
         "/: extracted_queries is 99",

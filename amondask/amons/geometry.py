@@ -188,6 +188,15 @@ def first_same_conformer(
     return int(hits[0]) if len(hits) else None
 
 
+def nearest_conformer(kept: np.ndarray | Sequence[np.ndarray], signature: np.ndarray) -> int:
+    """Index of the ``kept`` signature (m, n) nearest to ``signature`` (n,) in the authors'
+    :func:`conformer_distance` (the first of equally near ones): where a capped store puts a
+    geometry that is a new conformer but finds its amon's conformers full."""
+    if len(kept) == 0:
+        raise ValueError("no kept conformer to choose from")
+    return int(np.argmin(np.abs(np.asarray(kept) - signature).sum(axis=1)))
+
+
 def heavy_dihedrals(molecule: Molecule) -> np.ndarray:
     """(n, 4) atom indices i-j-k-l of all proper dihedrals of four heavy atoms (each once)."""
     heavy = molecule.numbers > 1

@@ -191,6 +191,13 @@ def add_amon_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--rules", choices=["paper", "plain"], help="amon rule set (default: paper)"
     )
+    parser.add_argument(
+        "--max-conformers-per-amon",
+        type=positive_int,
+        metavar="C",
+        help="keep at most C conformers per amon in the store; a query's further ones are "
+        "linked to the nearest kept one (default: all distinct conformers, as the authors)",
+    )
 
 
 def add_model_arguments(parser: argparse.ArgumentParser, *, protocol_help: str) -> None:

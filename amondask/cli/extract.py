@@ -48,7 +48,10 @@ def run(args: argparse.Namespace) -> int:
     # Without QUERIES there is nothing to extract from a new workspace: do not create one.
     workspace = Workspace(args.workspace) if args.queries else existing_workspace(args.workspace)
     check_defining_parameters(
-        workspace, max_heavy_atoms=args.max_heavy_atoms, amon_rules=args.rules
+        workspace,
+        max_heavy_atoms=args.max_heavy_atoms,
+        amon_rules=args.rules,
+        max_conformers_per_amon=args.max_conformers_per_amon,
     )
     show = not args.no_progress and sys.stderr.isatty()
     serial = SERIAL if args.workers == 0 else None
@@ -62,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
             workspace,
             max_heavy_atoms=args.max_heavy_atoms,
             rules=args.rules,
+            max_conformers_per_amon=args.max_conformers_per_amon,
             client=client,
             partition_size=args.partition_size,
             progress=show,

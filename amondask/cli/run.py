@@ -62,7 +62,10 @@ def run(args: argparse.Namespace) -> int:
             )
     # A run that contradicts the workspace's N_I or rules is refused before it reads anything.
     check_defining_parameters(
-        workspace, max_heavy_atoms=args.max_heavy_atoms, amon_rules=args.rules
+        workspace,
+        max_heavy_atoms=args.max_heavy_atoms,
+        amon_rules=args.rules,
+        max_conformers_per_amon=args.max_conformers_per_amon,
     )
     # Every file but the last is read first; the run reads the last one on its cluster.
     *first_files, last = args.queries or [None]
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
         workspace,
         max_heavy_atoms=args.max_heavy_atoms,
         rules=args.rules,
+        max_conformers_per_amon=args.max_conformers_per_amon,
         labeler=labeler,
         protocol=args.protocol or "global",
         client=SERIAL if args.workers == 0 else None,

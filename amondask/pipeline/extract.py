@@ -10,7 +10,9 @@ Algorithm (a two-phase merge by hash buckets; the client never holds the amons):
    conformers of the same amon and each other (the authors' criterion, with the per-query
    dedup's own function :func:`amondask.amons.geometry.first_same_conformer` and
    ``amondask.amons.conformer-threshold``), and write the
-   new amons sorted by (first query, n_heavy, key).
+   new amons sorted by (first query, n_heavy, key). With ``max_conformers_per_amon`` (a
+   defining parameter of the workspace) an amon keeps its first conformers in query order, and a
+   query whose geometry would be one more is linked to the kept conformer nearest to it.
 3. **ids** (client, streaming): a k-way merge of the buckets' sorted new amons gives every new
    amon its id, in the order (first query, n_heavy, key), after the existing ids; conformers the
    same way. The client reads and appends a bounded number of rows at a time.
@@ -248,6 +250,12 @@ class _KeptSignatures:
         match = first_same_conformer(self._matrix, signature, n_heavy, threshold)
         return None if match is None else self.ids[match]
 
+    def nearest(self, signature: np.ndarray) -> int:
+        from amondask.amons.geometry import nearest_conformer
+
+        self._matrix = np.vstack(self.signatures)
+        return self.ids[nearest_conformer(self._matrix, signature)]
+
     def add(self, conformer_id: int, signature: np.ndarray) -> None:
         self.ids.append(conformer_id)
         self.signatures.append(signature)
@@ -264,8 +272,12 @@ def _first_conformer_smiles(entries: list | None, key: str) -> str:
     return molecule.smiles
 
 
-def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
-    """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``."""
+def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> dict[str, int]:
+    """Deduplicate the amons and conformers of one bucket; write ``b<bucket>``.
+
+    ``max_conformers``: at most this many conformers per amon (None: no cap); a further new
+    conformer is not stored, its query is linked to the kept conformer nearest to it.
+    """
     from amondask.amons.geometry import conformer_signature
 
     workspace = Workspace(spec)
@@ -326,6 +338,8 @@ def _merge_bucket(spec: Any, bucket: int) -> dict[str, int]:
         for query, local, molecule in entries:
             signature = conformer_signature(molecule.positions)
             match = kept.first_same(signature, n_heavy, threshold)
+            if match is None and max_conformers is not None and len(kept.ids) >= max_conformers:
+                match = kept.nearest(signature)
             if match is None:
                 match = -1 - len(new_conformers)
                 new_conformers.append(((query, n_heavy, key, local), ref, query, molecule))
@@ -661,11 +675,21 @@ def check_max_heavy_atoms(max_heavy_atoms: int | None) -> None:
         )
 
 
+def check_max_conformers_per_amon(value: int | None) -> None:
+    """Refuse a conformer cap below 1 (None: no cap)."""
+    if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+        raise InputError(
+            f"max_conformers_per_amon must be a whole number of at least 1 or null (no cap), "
+            f"not {value!r}"
+        )
+
+
 def extract_workspace(
     workspace: Workspace,
     *,
     max_heavy_atoms: int | None = None,
     rules: str | None = None,
+    max_conformers_per_amon: int | None = None,
     client: Any = None,
     partition_size: int | None = None,
     buckets: int | None = None,
@@ -674,16 +698,30 @@ def extract_workspace(
     """Extract the amons of every query of ``workspace`` not yet extracted (see module doc).
 
     ``client``: a distributed Client, or :data:`~amondask.pipeline.tasks.SERIAL` to run in this
-    process. The workspace records ``max_heavy_atoms`` and ``rules`` as defining parameters;
-    when not given, the recorded values are used (else the configured defaults).
+    process. The workspace records ``max_heavy_atoms``, ``rules`` and
+    ``max_conformers_per_amon`` (None: every distinct conformer is kept) as defining
+    parameters; when not given, the recorded values are used (else the configured defaults).
     """
     max_heavy_atoms = int(
         workspace.resolve_parameter("max_heavy_atoms", max_heavy_atoms, "max-heavy-atoms")
     )
     check_max_heavy_atoms(max_heavy_atoms)
     rules = str(workspace.resolve_parameter("amon_rules", rules, "amon-rules"))
-    workspace.require_parameters({"max_heavy_atoms": max_heavy_atoms, "amon_rules": rules})
     store = AmonStore(workspace)
+    if "max_conformers_per_amon" not in workspace.parameters and store.extracted_queries:
+        # A store extracted before the cap was a parameter keeps every conformer.
+        workspace.require_parameters({"max_conformers_per_amon": None})
+    max_conformers_per_amon = workspace.resolve_parameter(
+        "max_conformers_per_amon", max_conformers_per_amon, "amons.max-conformers-per-amon"
+    )
+    check_max_conformers_per_amon(max_conformers_per_amon)
+    workspace.require_parameters(
+        {
+            "max_heavy_atoms": max_heavy_atoms,
+            "amon_rules": rules,
+            "max_conformers_per_amon": max_conformers_per_amon,
+        }
+    )
     report = ExtractReport()
     n_workers = 1
     if client not in (None, SERIAL):
@@ -705,7 +743,7 @@ def extract_workspace(
         merged = run_tasks(
             client,
             _merge_bucket,
-            [(spec, b) for b in range(plan["buckets"])],
+            [(spec, b, max_conformers_per_amon) for b in range(plan["buckets"])],
             description="merge",
             progress=progress,
         )
@@ -738,6 +776,7 @@ def extract(
     *,
     max_heavy_atoms: int | None = None,
     rules: str | None = None,
+    max_conformers_per_amon: int | None = None,
     client: Any = None,
     scheduler: str | None = None,
     n_workers: int | None = None,
@@ -769,6 +808,7 @@ def extract(
             workspace,
             max_heavy_atoms=max_heavy_atoms,
             rules=rules,
+            max_conformers_per_amon=max_conformers_per_amon,
             client=active,
             partition_size=partition_size,
             buckets=buckets,

@@ -36,6 +36,7 @@ def run(
     *,
     max_heavy_atoms: int | None = None,
     rules: str | None = None,
+    max_conformers_per_amon: int | None = None,
     labeler: Any = None,
     protocol: str = "global",
     client: Any = None,
@@ -48,7 +49,9 @@ def run(
     workspace's own queries) from their amons; returns an xarray Dataset indexed by query id
     (its attrs: ``summary``, the stages' reports as text, and ``stage_seconds``, {stage: s}).
 
-    ``labeler``: a Labeler or a registry name (default GFN2-xTB). ``protocol``: ``"global"``
+    ``max_conformers_per_amon``: a cap on the conformers stored per amon (see
+    :func:`amondask.pipeline.extract.extract_workspace`). ``labeler``: a Labeler or a registry
+    name (default GFN2-xTB). ``protocol``: ``"global"``
     (one model on all labeled amons) or ``"per-query"`` (the paper's: each query's model uses
     its own amons only; written as ``predictions/per-query``). ``client``: a distributed
     Client, :data:`~amondask.pipeline.tasks.SERIAL`, or None for the embedded LocalCluster (or
@@ -56,7 +59,11 @@ def run(
     """
     from amondask.cluster import get_client
     from amondask.label import get_labeler
-    from amondask.pipeline.extract import check_max_heavy_atoms, extract_workspace
+    from amondask.pipeline.extract import (
+        check_max_conformers_per_amon,
+        check_max_heavy_atoms,
+        extract_workspace,
+    )
     from amondask.pipeline.kernel import kernel_workspace
     from amondask.pipeline.label import label_workspace
     from amondask.pipeline.represent import represent_workspace
@@ -67,6 +74,7 @@ def run(
     if protocol not in ("global", "per-query"):
         raise ValueError(f"protocol must be 'global' or 'per-query', not {protocol!r}")
     check_max_heavy_atoms(max_heavy_atoms)  # before anything is written
+    check_max_conformers_per_amon(max_conformers_per_amon)
     if not isinstance(workspace, Workspace):
         workspace = Workspace(workspace)
     if labeler is None or isinstance(labeler, str):
@@ -96,6 +104,7 @@ def run(
             workspace,
             max_heavy_atoms=max_heavy_atoms,
             rules=rules,
+            max_conformers_per_amon=max_conformers_per_amon,
             client=active,
             progress=progress,
         )

@@ -280,6 +280,14 @@ class _Checker:
             path = "amons/conformers"
             amon = self.column(path, "amon", n_conformers).astype(np.int64)
             if self.in_range(f"{path}/amon", amon, n_amons, "amon"):
+                cap = meta.get("parameters", {}).get("max_conformers_per_amon")
+                most = np.bincount(amon, minlength=max(n_amons, 1))
+                if isinstance(cap, int) and most.max() > cap:
+                    self.problem(
+                        f"{path}/amon",
+                        f"amon {int(most.argmax())} has {int(most.max())} conformers, more than "
+                        f"max_conformers_per_amon={cap}",
+                    )
                 ids = self.column(path, "id", n_conformers)
                 expected = np.array([f"{a}:{k}" for k, a in enumerate(amon.tolist())])
                 wrong = np.flatnonzero(ids != expected)

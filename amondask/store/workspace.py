@@ -48,7 +48,11 @@ def _describe(store: Any) -> str:
 
 
 #: Command-line flags of the defining parameters that have one.
-_PARAMETER_FLAGS = {"max_heavy_atoms": "--max-heavy-atoms", "amon_rules": "--rules"}
+_PARAMETER_FLAGS = {
+    "max_heavy_atoms": "--max-heavy-atoms",
+    "amon_rules": "--rules",
+    "max_conformers_per_amon": "--max-conformers-per-amon",
+}
 
 
 class Workspace:
