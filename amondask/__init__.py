@@ -9,7 +9,7 @@ from amondask.models import AmonKRR
 from amondask.pipeline.evaluate import evaluate
 from amondask.pipeline.extract import extract
 from amondask.pipeline.run import run
-from amondask.pipeline.train import predict, train
+from amondask.pipeline.train import predict, predict_molecules, train
 from amondask.solve import SolveResult, solve
 from amondask.store import Workspace
 from amondask.store.amons import AmonStore
@@ -38,6 +38,7 @@ __all__ = [
     "iter_molecules",
     "label_many",
     "predict",
+    "predict_molecules",
     "read_molecules",
     "run",
     "solve",

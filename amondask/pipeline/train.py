@@ -11,6 +11,7 @@ of ``kernels/amons-queries/K`` of the training conformers and writes ``predictio
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -255,6 +256,106 @@ def predict_workspace(
     dataset, inputs = predict_with_model(workspace, model, rows, representation=representation)
     dataset.attrs["level_of_theory"] = str(group.attrs["level_of_theory"])
     return _finish(workspace, dataset, inputs, set(model.elements_.tolist()), name, store)
+
+
+def predict_molecules(
+    workspace: Workspace | str,
+    molecules: Sequence[Any],
+    *,
+    name: str = "global",
+    molecule_chunk: int = 500,
+) -> Any:
+    """Predict ``molecules`` that are not queries of ``workspace`` with its stored global model
+    ``models/<name>/`` (e.g. a model trained once on a whole dataset's amon store, used for new
+    molecules): their aSLATM in the workspace's basis, the local kernel against the model's
+    training conformers, the prediction with uncertainty, element coverage and outlier flags.
+    Nothing is written.
+
+    ``molecules``: :class:`amondask.chem.Molecule` objects with 3D geometries (angstrom), e.g.
+    relaxed at the model's level. Runs in this process, ``molecule_chunk`` molecules at a time;
+    memory: the training conformers' aSLATM (n_atoms x d_Z float64; ~6 GB for 18,800 amons of
+    at most 7 heavy atoms) plus one chunk's kernel.
+
+    Returns an xarray Dataset indexed by the molecules' ids (energies in hartree).
+    """
+    from amondask.kernels.local import local_kernel
+    from amondask.models import AmonKRR, element_count_matrix, self_kernel
+    from amondask.models.flags import add_outlier_flags
+    from amondask.pipeline.represent import GROUP as REPRESENT_GROUP
+    from amondask.represent import element_blocks
+
+    workspace = _open(workspace)
+    if not workspace.has(f"models/{name}"):
+        raise WorkspaceError(
+            f"workspace {workspace.location} has no model {name!r}; run the train stage first"
+        )
+    molecules = list(molecules)
+    group = workspace.root[f"models/{name}"]
+    model = AmonKRR.load(group)
+    rows = group["train_rows"][:]
+    basis = workspace.root[REPRESENT_GROUP].attrs
+    mbtypes, parameters = basis["mbtypes"], basis["parameters"]
+    kernel_name = str(open_kernel(workspace, "amons").attrs.get("kernel", "gaussian"))
+    sigma = amon_sigmas(workspace, kernel_name)
+    elements = model.elements_.tolist()
+    stored, n_conformers = open_representation(workspace, "amons")
+    training = {  # read once: every chunk of molecules needs all of them
+        z: type(block)(np.asarray(block.x), np.asarray(block.molecule_index))
+        for z, block in stored.items()
+        if z in elements
+    }
+    numbers = [np.asarray(m.numbers) for m in molecules]
+    # A molecule with an element outside the workspace's aSLATM basis cannot be represented:
+    # no energy (NaN), not covered, flagged.
+    basis_elements = {int(m[0]) for m in mbtypes if len(m) == 1}
+    representable = np.array([set(z.tolist()) <= basis_elements for z in numbers], dtype=bool)
+    fitting = np.flatnonzero(representable)
+    query_kernel = np.zeros((len(molecules), len(rows)))
+    diagonal = np.ones(len(molecules))
+    for start in range(0, len(fitting), molecule_chunk):
+        chunk = fitting[start : start + molecule_chunk]
+        blocks = element_blocks(
+            [molecules[k] for k in chunk],
+            mbtypes,
+            rcut=parameters["rcut"],
+            sigmas=tuple(parameters["sigmas"]),
+            dgrid=tuple(parameters["dgrid"]),
+            rpower=parameters["rpower"],
+        )
+        blocks = {z: block for z, block in blocks.items() if len(block.x)}
+        kernel = local_kernel(
+            training,
+            blocks,
+            sigma=sigma,
+            kernel=kernel_name,
+            n_row_molecules=n_conformers,
+            n_col_molecules=len(chunk),
+            atom_chunk=int(config.get("kernels.atom-chunk")),
+        )
+        query_kernel[chunk] = kernel[rows].T
+        diagonal[chunk] = self_kernel(
+            blocks, sigma=sigma, kernel=kernel_name, n_molecules=len(chunk)
+        )
+    dataset = model.predict(
+        query_kernel,
+        element_counts=element_count_matrix(numbers, elements),
+        self_kernel_values=diagonal,
+        return_dataset=True,
+        query_ids=[m.id or f"molecule_{k}" for k, m in enumerate(molecules)],
+    )
+    for variable in ("energy", "uncertainty"):
+        if variable in dataset:
+            values = dataset[variable].values.copy()
+            values[~representable] = np.nan
+            dataset[variable] = (dataset[variable].dims, values, dataset[variable].attrs)
+    element_covered = np.array([set(z.tolist()) <= set(elements) for z in numbers], dtype=bool)
+    covered = dataset["covered"].values & element_covered & representable
+    dataset["covered"] = ("query_id", covered)
+    dataset.attrs["model"] = name
+    dataset.attrs["level_of_theory"] = str(group.attrs["level_of_theory"])
+    max_heavy_atoms = workspace.parameters.get("max_heavy_atoms", config.get("max-heavy-atoms"))
+    add_outlier_flags(dataset, molecules, int(max_heavy_atoms))
+    return dataset
 
 
 def predict_per_query(
