@@ -90,7 +90,11 @@ def test_extract_command_serial_then_info(tmp_path, capsys, examples_dir):
     assert "read 12 records" in out and "extracted 12 queries" in out
     assert main(["info", str(workspace), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
-    assert summary["parameters"] == {"amon_rules": "paper", "max_heavy_atoms": 3}
+    assert summary["parameters"] == {
+        "amon_rules": "paper",
+        "max_heavy_atoms": 3,
+        "max_conformers_per_amon": None,
+    }
     amons = summary["amons"]
     assert amons["queries_extracted"] == 12
     assert sum(amons["amons_by_n_heavy"].values()) == amons["amons"]

@@ -44,7 +44,9 @@ def test_overwrite_factors_in_place_with_the_same_answer(problem, order):
     expected = cholesky_solve(kernel, targets, regularization).x
     scratch = np.array(kernel, order=order)
     result = cholesky_solve(scratch, targets, regularization, overwrite_kernel=True)
-    np.testing.assert_allclose(result.x, expected, rtol=1e-12, atol=0)
+    # the same factorization up to rounding (BLAS may block a Fortran-ordered buffer
+    # differently; this K's condition number amplifies that to ~1e-8 in single entries)
+    assert relative_error(result.x, expected) < 1e-10
     assert not np.array_equal(scratch, kernel)  # the buffer was used for the factor
 
 
