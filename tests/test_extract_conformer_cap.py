@@ -206,7 +206,10 @@ def test_the_cap_is_a_defining_parameter(tmp_path, queries):
     }
     old.root.attrs[ROOT_ATTR] = meta
     reopened = Workspace(tmp_path / "old.zarr")
-    with pytest.raises(WorkspaceParameterError, match="max_conformers_per_amon=None"):
+    with pytest.raises(
+        WorkspaceParameterError,
+        match="max_conformers_per_amon=None.*run without --max-conformers-per-amon",
+    ):
         extract_workspace(reopened, client=SERIAL, progress=False, max_conformers_per_amon=2)
 
 

@@ -167,11 +167,12 @@ class Workspace:
             )
             name, old, _ = conflicts[0]
             flag = _PARAMETER_FLAGS.get(name)
-            keep = (
-                f"run with {flag} {old} to use it as it is"
-                if flag
-                else "run with the workspace's settings to use it as it is"
-            )
+            if flag and old is None:
+                keep = f"run without {flag} to use it as it is"
+            elif flag:
+                keep = f"run with {flag} {old} to use it as it is"
+            else:
+                keep = "run with the workspace's settings to use it as it is"
             raise WorkspaceParameterError(
                 f"workspace {self.location} was built with different defining parameters: "
                 f"{described}. Pass --workspace NEW to build a new workspace, delete this one "
