@@ -213,7 +213,7 @@ def test_the_cap_is_a_defining_parameter(tmp_path, queries):
         extract_workspace(reopened, client=SERIAL, progress=False, max_conformers_per_amon=2)
 
 
-@pytest.mark.parametrize("bad", [0, -1, 1.5, True])
+@pytest.mark.parametrize("bad", [0, -1, 1.5, True, "two", [1]])
 def test_a_cap_below_one_is_refused(tmp_path, queries, bad):
     workspace = Workspace(tmp_path / "ws.zarr")
     with pytest.raises(InputError, match="max_conformers_per_amon"):

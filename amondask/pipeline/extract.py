@@ -676,8 +676,14 @@ def check_max_heavy_atoms(max_heavy_atoms: int | None) -> None:
 
 
 def check_max_conformers_per_amon(value: int | None) -> None:
-    """Refuse a conformer cap below 1 (None: no cap)."""
-    if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+    """Refuse a conformer cap that is not a whole number of at least 1 (None: no cap)."""
+    if value is None:
+        return
+    try:
+        whole = not isinstance(value, bool) and int(value) == value and value >= 1
+    except (TypeError, ValueError):
+        whole = False
+    if not whole:
         raise InputError(
             f"max_conformers_per_amon must be a whole number of at least 1 or null (no cap), "
             f"not {value!r}"
