@@ -245,16 +245,19 @@ class _KeptSignatures:
 
         if not self.ids:
             return None
-        if self._matrix is None or len(self._matrix) != len(self.ids):
-            self._matrix = np.vstack(self.signatures)
-        match = first_same_conformer(self._matrix, signature, n_heavy, threshold)
+        match = first_same_conformer(self._stacked(), signature, n_heavy, threshold)
         return None if match is None else self.ids[match]
 
     def nearest(self, signature: np.ndarray) -> int:
         from amondask.amons.geometry import nearest_conformer
 
-        self._matrix = np.vstack(self.signatures)
-        return self.ids[nearest_conformer(self._matrix, signature)]
+        return self.ids[nearest_conformer(self._stacked(), signature)]
+
+    def _stacked(self) -> np.ndarray:
+        """The kept signatures as one (m, n) matrix, rebuilt only after an add."""
+        if self._matrix is None or len(self._matrix) != len(self.ids):
+            self._matrix = np.vstack(self.signatures)
+        return self._matrix
 
     def add(self, conformer_id: int, signature: np.ndarray) -> None:
         self.ids.append(conformer_id)

@@ -176,8 +176,10 @@ def _finish(
     store: bool = True,
 ) -> Any:
     """Element coverage, amon counts and provenance; store as ``predictions/<name>``."""
-    element_covered = np.array([present <= elements for present in inputs.elements_present])
-    dataset["covered"] = ("query_id", dataset["covered"].values & element_covered)
+    dataset["covered"] = (
+        "query_id",
+        dataset["covered"].values & _elements_covered(inputs.elements_present, elements),
+    )
     n_queries = len(inputs.ids)
     n_amons = np.asarray(workspace.amons.query_amon_matrix().getnnz(axis=1)).reshape(-1)
     n_amons = np.pad(n_amons, (0, max(0, n_queries - len(n_amons))))[:n_queries]
@@ -198,6 +200,11 @@ def _finish(
     if store:
         _store_predictions(workspace, name, dataset, workspace.queries.read_text("smiles"))
     return dataset
+
+
+def _elements_covered(elements_present: list[set[int]], elements: set[int]) -> np.ndarray:
+    """(n,) bool: every element of the molecule has training atoms (the model's elements)."""
+    return np.array([present <= elements for present in elements_present], dtype=bool)
 
 
 def _add_flags(workspace: Workspace, dataset: Any, n_queries: int) -> None:
@@ -348,9 +355,9 @@ def predict_molecules(
             values = dataset[variable].values.copy()
             values[~representable] = np.nan
             dataset[variable] = (dataset[variable].dims, values, dataset[variable].attrs)
-    element_covered = np.array([set(z.tolist()) <= set(elements) for z in numbers], dtype=bool)
-    covered = dataset["covered"].values & element_covered & representable
-    dataset["covered"] = ("query_id", covered)
+    present = [set(z.tolist()) for z in numbers]
+    covered = dataset["covered"].values & _elements_covered(present, set(elements))
+    dataset["covered"] = ("query_id", covered & representable)
     dataset.attrs["model"] = name
     dataset.attrs["level_of_theory"] = str(group.attrs["level_of_theory"])
     max_heavy_atoms = workspace.parameters.get("max_heavy_atoms", config.get("max-heavy-atoms"))
