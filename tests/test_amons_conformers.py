@@ -25,6 +25,7 @@ from amondask.amons.geometry import (
     conformer_signature,
     conformer_signatures,
     first_same_conformer,
+    nearest_conformer,
     relax_amon,
 )
 from amondask.amons.graphs import find_amon_graphs
@@ -187,9 +188,32 @@ def test_merge_decides_with_the_same_function():
     kept = rng.normal(size=(4, 12))
     kept[2] = kept[1] + 0.001  # two kept conformers both within reach of a probe
     probe = kept[1] + 0.0005
-    merge = _KeptSignatures([(10 + k, s) for k, s in enumerate(kept)])
+    merge = _KeptSignatures([(10 + k, s) for k, s in enumerate(kept)], 12)
     for n_heavy in (1, 2, 3, 7):
         for signature in (probe, rng.normal(size=12), kept[3]):
             index = first_same_conformer(kept, signature, n_heavy, THRESHOLD)
             expected = None if index is None else 10 + index
             assert merge.first_same(signature, n_heavy, THRESHOLD) == expected
+    # adding past the first capacity keeps every kept signature, in order
+    added = rng.normal(size=(40, 12))
+    for k, signature in enumerate(added):
+        merge.add(100 + k, signature)
+    everything = np.vstack([kept, added])
+    for k in (0, 3, 4, 20, 43):
+        probe = everything[k] + 0.0005
+        assert merge.first_same(probe, 7, THRESHOLD) == (10 + k if k < 4 else 96 + k)
+        assert merge.nearest(probe) == (10 + k if k < 4 else 96 + k)
+
+
+def test_conformer_comparisons_equal_a_brute_force_numpy_loop():
+    rng = np.random.default_rng(3)
+    kept = rng.uniform(0, 0.02, size=(200, 9))
+    for _ in range(50):
+        signature = rng.uniform(0, 0.02, size=9)
+        distances = [float(np.sum(np.abs(row - signature))) for row in kept]
+        assert conformer_distance(kept[0], signature) == pytest.approx(distances[0], abs=1e-15)
+        within = [k for k, d in enumerate(distances) if d <= 0.05]
+        expected = within[0] if within else None
+        assert first_same_conformer(kept, signature, 7, 0.05) == expected
+        assert first_same_conformer(list(kept), signature, 7, 0.05) == expected
+        assert nearest_conformer(kept, signature) == int(np.argmin(distances))

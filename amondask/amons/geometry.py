@@ -34,6 +34,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numba
 import numpy as np
 from rdkit import Chem
 from rdkit.Chem import rdForceFieldHelpers
@@ -167,7 +168,7 @@ def conformer_signatures(positions_angstrom: np.ndarray) -> np.ndarray:
 def conformer_distance(signature_a: np.ndarray, signature_b: np.ndarray) -> float:
     """The authors' conformer distance: ``sum |a - b|`` of two signatures (L1, absolute,
     1/angstrom); see :func:`conformer_signature`."""
-    return float(np.abs(signature_a - signature_b).sum())
+    return float(_l1_distance(_as_vector(signature_a), _as_vector(signature_b)))
 
 
 def first_same_conformer(
@@ -178,14 +179,15 @@ def first_same_conformer(
 
     Same conformer: :func:`conformer_distance` at most ``threshold`` (1/angstrom); an amon of
     at most :data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms has only one conformer.
+    Compiled, stopping at the first match: the merge calls it for every query's conformer
+    against up to thousands of kept ones.
     """
     if len(kept) == 0:
         return None
     if n_heavy <= SINGLE_CONFORMER_MAX_HEAVY_ATOMS:
         return 0
-    distances = np.abs(np.asarray(kept) - signature).sum(axis=1)
-    hits = np.flatnonzero(distances <= threshold)
-    return int(hits[0]) if len(hits) else None
+    match = _first_within(_as_matrix(kept), _as_vector(signature), float(threshold))
+    return None if match < 0 else int(match)
 
 
 def nearest_conformer(kept: np.ndarray | Sequence[np.ndarray], signature: np.ndarray) -> int:
@@ -194,7 +196,45 @@ def nearest_conformer(kept: np.ndarray | Sequence[np.ndarray], signature: np.nda
     geometry that is a new conformer but finds its amon's conformers full."""
     if len(kept) == 0:
         raise ValueError("no kept conformer to choose from")
-    return int(np.argmin(np.abs(np.asarray(kept) - signature).sum(axis=1)))
+    return int(_nearest(_as_matrix(kept), _as_vector(signature)))
+
+
+def _as_matrix(kept: np.ndarray | Sequence[np.ndarray]) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(kept, dtype=np.float64)).reshape(len(kept), -1)
+
+
+def _as_vector(signature: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(signature, dtype=np.float64).reshape(-1)
+
+
+@numba.njit(cache=True)
+def _l1_distance(row: np.ndarray, signature: np.ndarray) -> float:
+    """sum |row - signature|, summed in index order (the one definition of
+    :func:`conformer_distance` that every dedup decision uses)."""
+    total = 0.0
+    for k in range(signature.shape[0]):
+        total += abs(row[k] - signature[k])
+    return total
+
+
+@numba.njit(cache=True)
+def _first_within(kept: np.ndarray, signature: np.ndarray, threshold: float) -> int:
+    for j in range(kept.shape[0]):
+        if _l1_distance(kept[j], signature) <= threshold:
+            return j
+    return -1
+
+
+@numba.njit(cache=True)
+def _nearest(kept: np.ndarray, signature: np.ndarray) -> int:
+    best = 0
+    best_distance = np.inf
+    for j in range(kept.shape[0]):
+        distance = _l1_distance(kept[j], signature)
+        if distance < best_distance:
+            best = j
+            best_distance = distance
+    return best
 
 
 def heavy_dihedrals(molecule: Molecule) -> np.ndarray:

@@ -53,7 +53,7 @@ from amondask.pipeline.staging import (
 )
 from amondask.pipeline.tasks import SERIAL, run_tasks
 from amondask.store.amons import AmonStore
-from amondask.store.table import Column, RaggedMoleculeTable
+from amondask.store.table import Column, MoleculeBlock, RaggedMoleculeTable
 from amondask.store.workspace import Workspace
 
 STAGING = "staging_extract"
@@ -204,8 +204,6 @@ def _existing_in_bucket(
     workspace: Workspace, plan: dict, bucket: int
 ) -> tuple[dict[str, int], dict[int, list[tuple[int, np.ndarray]]]]:
     """Stored amons of this bucket (key -> id) and their conformers (id -> [(row, signature)])."""
-    from amondask.amons.geometry import conformer_signature
-
     n_amons, n_conformers = plan["rows_before"]["amons"], plan["rows_before"]["conformers"]
     if not n_amons:
         return {}, {}
@@ -214,17 +212,21 @@ def _existing_in_bucket(
     ids = {key: k for k, key in enumerate(keys) if bucket_of(key, plan["buckets"]) == bucket}
     conformer_amons = store.conformers.read("amon", 0, n_conformers)
     wanted = np.isin(conformer_amons, np.fromiter(ids.values(), np.int64))
-    signatures: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
-    block = 50_000  # rows read at a time: memory stays bounded however large the store
-    for start in range(0, n_conformers, block):
-        stop = min(start + block, n_conformers)
+    positions: dict[int, list[tuple[int, np.ndarray]]] = defaultdict(list)
+    block_rows = 50_000  # rows read at a time: memory stays bounded however large the store
+    for start in range(0, n_conformers, block_rows):
+        stop = min(start + block_rows, n_conformers)
         if not wanted[start:stop].any():
             continue
-        for row, molecule in enumerate(store.conformers.iter_molecules(start, stop), start):
-            if wanted[row]:
-                signatures[int(conformer_amons[row])].append(
-                    (row, conformer_signature(molecule.positions))
-                )
+        block = store.conformers.read_block(start, stop)
+        for row in np.flatnonzero(wanted[start:stop]).tolist():
+            positions[int(conformer_amons[start + row])].append(
+                (start + row, block.positions_of(row).copy())
+            )
+    signatures: dict[int, list[tuple[int, np.ndarray]]] = {}
+    for amon, entries in positions.items():
+        stacked = _signatures_of([p for _, p in entries])
+        signatures[amon] = [(row, s) for (row, _), s in zip(entries, stacked, strict=True)]
     return ids, signatures
 
 
@@ -232,13 +234,16 @@ class _KeptSignatures:
     """The kept conformers of one amon: their ids and conformer signatures, compared in one go.
 
     The decision is :func:`amondask.amons.geometry.first_same_conformer`, the per-query
-    dedup's: the first kept conformer that is the same conformer is the match.
+    dedup's: the first kept conformer that is the same conformer is the match. The signatures
+    live in one (capacity, n) matrix that doubles when full, so that adding is cheap however
+    many conformers an amon has (one QM9 amon has ~18,000).
     """
 
-    def __init__(self, entries: Sequence[tuple[int, np.ndarray]]):
+    def __init__(self, entries: Sequence[tuple[int, np.ndarray]], n_atoms: int):
         self.ids = [row for row, _ in entries]
-        self.signatures = [signature for _, signature in entries]
-        self._matrix: np.ndarray | None = None
+        self._matrix = np.empty((max(16, 2 * len(entries)), n_atoms))
+        for k, (_, signature) in enumerate(entries):
+            self._matrix[k] = signature
 
     def first_same(self, signature: np.ndarray, n_heavy: int, threshold: float) -> int | None:
         from amondask.amons.geometry import first_same_conformer
@@ -254,25 +259,53 @@ class _KeptSignatures:
         return self.ids[nearest_conformer(self._stacked(), signature)]
 
     def _stacked(self) -> np.ndarray:
-        """The kept signatures as one (m, n) matrix, rebuilt only after an add."""
-        if self._matrix is None or len(self._matrix) != len(self.ids):
-            self._matrix = np.vstack(self.signatures)
-        return self._matrix
+        """The kept signatures as one (m, n) matrix (a view)."""
+        return self._matrix[: len(self.ids)]
 
     def add(self, conformer_id: int, signature: np.ndarray) -> None:
+        m = len(self.ids)
+        if m == len(self._matrix):
+            grown = np.empty((2 * m, self._matrix.shape[1]))
+            grown[:m] = self._matrix
+            self._matrix = grown
+        self._matrix[m] = signature
         self.ids.append(conformer_id)
-        self.signatures.append(signature)
 
 
-def _first_conformer_smiles(entries: list | None, key: str) -> str:
+def _signatures_of(positions: list[np.ndarray], rows_at_once: int = 2048) -> np.ndarray:
+    """Conformer signatures (k, n) of k geometries of one amon (each (n, 3), angstrom), computed
+    a bounded number at a time."""
+    from amondask.amons.geometry import conformer_signatures
+
+    return np.concatenate(
+        [
+            conformer_signatures(np.stack(positions[lo : lo + rows_at_once]))
+            for lo in range(0, len(positions), rows_at_once)
+        ]
+    )
+
+
+@dataclass
+class _Candidate:
+    """One query's conformer of one amon, as written by its part: where to find it."""
+
+    query: int
+    local: int
+    block: Any  # MoleculeBlock of the part's bucket slice
+    row: int
+
+    def molecule(self):
+        return self.block.molecule(self.row)
+
+
+def _first_conformer_smiles(entries: list[_Candidate] | None, key: str) -> str:
     """SMILES (stereo from 3D) of an amon's first conformer in query order, else its key.
 
     Computed here, once per new amon, rather than for every occurrence while extracting.
     """
     if not entries:
         return key
-    _, _, molecule = min(entries, key=lambda entry: entry[:2])
-    return molecule.smiles
+    return min(entries, key=lambda entry: (entry.query, entry.local)).molecule().smiles
 
 
 def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> dict[str, int]:
@@ -281,8 +314,6 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
     ``max_conformers``: at most this many conformers per amon (None: no cap); a further new
     conformer is not stored, its query is linked to the kept conformer nearest to it.
     """
-    from amondask.amons.geometry import conformer_signature
-
     workspace = Workspace(spec)
     staging = workspace.root[STAGING]
     plan = staging.attrs["plan"]
@@ -294,9 +325,7 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
 
     # Occurrences and candidate conformers of this bucket, in query order (parts are ordered).
     occurrences: list[tuple[str, int, int, int]] = []  # key, query, n_heavy, count
-    candidates: dict[str, list[tuple[int, int, Any]]] = defaultdict(
-        list
-    )  # key -> (query, local, m)
+    candidates: dict[str, list[_Candidate]] = defaultdict(list)
     for part_name in plan["part_names"]:
         part = staging["parts"][part_name]
         lo, hi = part.attrs["bucket_offsets"][bucket : bucket + 2]
@@ -309,14 +338,14 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
         conf_lo = int(part["conf_start"][lo])
         conf_hi = int(part["conf_stop"][hi - 1])
         table = RaggedMoleculeTable(part["conformers"])
-        molecules = table.molecules(conf_lo, conf_hi)
+        block = table.read_block(conf_lo, conf_hi)
         conf_keys = table.read_text("key", conf_lo, conf_hi)
-        conf_queries = table.read("query", conf_lo, conf_hi)
-        conf_local = table.read("local", conf_lo, conf_hi)
+        conf_queries = table.read("query", conf_lo, conf_hi).tolist()
+        conf_local = table.read("local", conf_lo, conf_hi).tolist()
         for k in range(hi - lo):
             occurrences.append((keys[k], int(queries[k]), int(n_heavy[k]), int(counts[k])))
-        for k, molecule in enumerate(molecules):
-            candidates[conf_keys[k]].append((int(conf_queries[k]), int(conf_local[k]), molecule))
+        for k in range(len(block)):
+            candidates[conf_keys[k]].append(_Candidate(conf_queries[k], conf_local[k], block, k))
 
     # New amons: keys not in the store; the first query that has one defines its place.
     n_heavy_of = {o[0]: o[2] for o in occurrences}
@@ -331,23 +360,25 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
         return existing_ids[key] if key in existing_ids else -1 - new_index[key]
 
     # Conformers: keep those farther than the threshold from every kept one of the same amon.
-    new_conformers: list[tuple[tuple, int, int, Any]] = []  # (sort key, ref, first query, mol)
+    new_conformers: list[tuple[tuple, int, _Candidate]] = []  # (sort key, ref, candidate)
     query_conformer_refs: set[tuple[int, int]] = set()
     for key, entries in candidates.items():
-        entries.sort(key=lambda entry: entry[:2])
+        entries.sort(key=lambda entry: (entry.query, entry.local))
         ref = amon_ref(key)
-        kept = _KeptSignatures(existing_signatures.get(ref, []) if ref >= 0 else [])
+        signatures = _signatures_of([entry.block.positions_of(entry.row) for entry in entries])
+        kept = _KeptSignatures(
+            existing_signatures.get(ref, []) if ref >= 0 else [], signatures.shape[1]
+        )
         n_heavy = n_heavy_of[key]
-        for query, local, molecule in entries:
-            signature = conformer_signature(molecule.positions)
+        for entry, signature in zip(entries, signatures, strict=True):
             match = kept.first_same(signature, n_heavy, threshold)
             if match is None and max_conformers is not None and len(kept.ids) >= max_conformers:
                 match = kept.nearest(signature)
             if match is None:
                 match = -1 - len(new_conformers)
-                new_conformers.append(((query, n_heavy, key, local), ref, query, molecule))
+                new_conformers.append(((entry.query, n_heavy, key, entry.local), ref, entry))
                 kept.add(match, signature)
-            query_conformer_refs.add((query, match))
+            query_conformer_refs.add((entry.query, match))
     order = sorted(range(len(new_conformers)), key=lambda k: new_conformers[k][0])
     position = {old: new for new, old in enumerate(order)}
 
@@ -376,16 +407,17 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
     )
     table = RaggedMoleculeTable.create(group, "new_conformers", NEW_CONFORMER_COLUMNS, chunk_rows)
     ordered = [new_conformers[k] for k in order]
-    table.append_molecules(
-        [entry[3] for entry in ordered],
-        extra={
-            "id": [entry[0][2] for entry in ordered],
-            "key": [entry[0][2] for entry in ordered],
-            "smiles": [entry[0][2] for entry in ordered],
+    keys = [entry[0][2] for entry in ordered]
+    table.append_block(
+        MoleculeBlock.gather([(entry[2].block, entry[2].row) for entry in ordered]),
+        {
+            "id": keys,
+            "key": keys,
+            "smiles": keys,
             "coordinates": ["amon"] * len(ordered),
             "metadata": ["{}"] * len(ordered),
             "amon_ref": [entry[1] for entry in ordered],
-            "first_query": [entry[2] for entry in ordered],
+            "first_query": [entry[2].query for entry in ordered],
             "n_heavy": [entry[0][1] for entry in ordered],
             "local": [entry[0][3] for entry in ordered],
         },
@@ -466,34 +498,32 @@ def _assign_ids(workspace: Workspace, store: AmonStore, plan: dict) -> None:
     pending: list[tuple[int, int]] = []
 
     def flush(pending: list[tuple[int, int]]) -> None:
-        molecules, amons, first_queries, keys = [], [], [], []
         by_bucket: dict[int, list[int]] = defaultdict(list)
         for bucket, row in pending:
             by_bucket[bucket].append(row)
-        fetched: dict[tuple[int, int], Any] = {}
+        fetched: dict[int, tuple[int, Any, np.ndarray, np.ndarray]] = {}
         for bucket, rows in by_bucket.items():
             lo, hi = min(rows), max(rows) + 1  # merge order keeps each bucket's rows contiguous
             table = tables[bucket]
             refs = table.read("amon_ref", lo, hi)
+            amons = np.where(refs >= 0, refs, new_ids[bucket][np.where(refs < 0, -1 - refs, 0)])
             queries = table.read("first_query", lo, hi)
-            for offset, molecule in enumerate(table.molecules(lo, hi)):
-                ref = int(refs[offset])
-                amon = ref if ref >= 0 else int(new_ids[bucket][-1 - ref])
-                fetched[(bucket, lo + offset)] = (molecule, amon, int(queries[offset]))
+            fetched[bucket] = (lo, table.read_block(lo, hi), amons, queries)
+        picks, amons, first_queries = [], [], []
         for bucket, row in pending:
-            molecule, amon, query = fetched[(bucket, row)]
-            molecules.append(molecule)
-            amons.append(amon)
-            first_queries.append(query)
-            keys.append(molecule.id)
-        store.conformers.append_molecules(
-            molecules,
-            extra={
+            lo, block, bucket_amons, queries = fetched[bucket]
+            picks.append((block, row - lo))
+            amons.append(int(bucket_amons[row - lo]))
+            first_queries.append(int(queries[row - lo]))
+        block = MoleculeBlock.gather(picks)
+        store.conformers.append_block(
+            block,
+            {
                 "id": [f"{a}:{k}" for k, a in enumerate(amons, start=store.conformers.n_rows)],
-                "key": keys,
-                "smiles": keys,
-                "coordinates": ["amon"] * len(molecules),
-                "metadata": ["{}"] * len(molecules),
+                "key": block.ids,
+                "smiles": block.ids,
+                "coordinates": ["amon"] * len(block),
+                "metadata": ["{}"] * len(block),
                 "amon": amons,
                 "first_query": first_queries,
             },

@@ -204,30 +204,8 @@ class RaggedMoleculeTable(Table):
         self, molecules: Sequence[Molecule], extra: Mapping[str, Sequence[Any]] | None = None
     ) -> int:
         """Append molecules (and values of extra per-molecule columns); returns new n_rows."""
-        n = self.n_rows
         extra = dict(extra or {})
-        atom_start = int(self.group["offsets"][n])
-        bond_start = int(self.group["bond_offsets"][n])
-        n_atoms = np.array([m.n_atoms for m in molecules], dtype=np.int64)
-        n_bonds = np.array([len(m.bonds) for m in molecules], dtype=np.int64)
-        atoms = {
-            "numbers": _concat([m.numbers for m in molecules], np.int8, ()),
-            "formal_charges": _concat([m.formal_charges for m in molecules], np.int8, ()),
-            "positions": _concat(
-                [
-                    m.positions if m.positions is not None else np.full((m.n_atoms, 3), np.nan)
-                    for m in molecules
-                ],
-                np.float64,
-                (3,),
-            ),
-        }
-        bonds = _concat([m.bonds for m in molecules], np.int32, (3,))
-        for name, values in atoms.items():
-            self._write_rows(name, atom_start, values)
-        self._write_rows("bonds", bond_start, bonds)
-        self._write_rows("offsets", n + 1, atom_start + np.cumsum(n_atoms))
-        self._write_rows("bond_offsets", n + 1, bond_start + np.cumsum(n_bonds))
+        block = MoleculeBlock.of_molecules(molecules)
         defaults = {
             "id": lambda: [m.id for m in molecules],
             "key": lambda: [m.key for m in molecules],
@@ -245,43 +223,143 @@ class RaggedMoleculeTable(Table):
             name: make() for name, make in defaults.items() if name not in extra
         }
         rows.update(extra)
+        return self.append_block(block, rows)
+
+    def append_block(self, block: MoleculeBlock, rows: Mapping[str, Sequence[Any]]) -> int:
+        """Append the molecules of ``block`` with the values of every per-molecule column in
+        ``rows`` (its ``ids`` and ``metadata`` are not used: give them in ``rows``); returns
+        the new n_rows. No Molecule objects are made: the merge copies millions of rows."""
+        n = self.n_rows
         missing = set(self._row_columns()) - set(rows)
         if missing:
             raise ValueError(f"append_molecules misses values for columns {sorted(missing)}")
+        atom_start = int(self.group["offsets"][n])
+        bond_start = int(self.group["bond_offsets"][n])
+        self._write_rows("numbers", atom_start, block.numbers.astype(np.int8))
+        self._write_rows("formal_charges", atom_start, block.formal_charges.astype(np.int8))
+        self._write_rows("positions", atom_start, block.positions.astype(np.float64))
+        self._write_rows("bonds", bond_start, block.bonds.astype(np.int32))
+        self._write_rows("offsets", n + 1, atom_start + block.offsets[1:])
+        self._write_rows("bond_offsets", n + 1, bond_start + block.bond_offsets[1:])
         for name, values in rows.items():
             self._write_rows(name, n, _as_array(values, self.group[name]))
-        return self._commit(n + len(molecules))
+        return self._commit(n + len(block))
 
     def molecules(self, start: int = 0, stop: int | None = None) -> list[Molecule]:
         """The committed molecules [start, stop) as Molecule objects."""
         return list(self.iter_molecules(start, stop))
 
     def iter_molecules(self, start: int = 0, stop: int | None = None) -> Iterator[Molecule]:
+        block = self.read_block(start, stop)
+        for k in range(len(block)):
+            yield block.molecule(k)
+
+    def read_block(self, start: int = 0, stop: int | None = None) -> MoleculeBlock:
+        """The committed rows [start, stop) as raw arrays, read in one go (see MoleculeBlock)."""
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
-        if stop <= start:
-            return
-        offsets = self.offsets(start, stop)
-        bond_offsets = self.offsets(start, stop, kind="bond_offsets")
+        stop = max(start, stop)
+        offsets = self.offsets(start, stop).astype(np.int64)
+        bond_offsets = self.offsets(start, stop, kind="bond_offsets").astype(np.int64)
         a0, a1 = int(offsets[0]), int(offsets[-1])
         b0, b1 = int(bond_offsets[0]), int(bond_offsets[-1])
-        numbers = self.group["numbers"][a0:a1]
-        charges = self.group["formal_charges"][a0:a1]
-        positions = self.group["positions"][a0:a1]
-        bonds = self.group["bonds"][b0:b1]
-        ids = self.read_text("id", start, stop)
-        metadata = self.read_text("metadata", start, stop)
-        for k in range(stop - start):
-            lo, hi = int(offsets[k]) - a0, int(offsets[k + 1]) - a0
-            blo, bhi = int(bond_offsets[k]) - b0, int(bond_offsets[k + 1]) - b0
-            pos = positions[lo:hi]
-            yield Molecule(
-                id=ids[k],
-                numbers=numbers[lo:hi],
-                bonds=bonds[blo:bhi],
-                formal_charges=charges[lo:hi],
-                positions=None if np.isnan(pos).all() and hi > lo else pos,
-                metadata=json.loads(metadata[k]) if metadata[k] else {},
+        return MoleculeBlock(
+            ids=self.read_text("id", start, stop),
+            metadata=self.read_text("metadata", start, stop),
+            offsets=offsets - a0,
+            bond_offsets=bond_offsets - b0,
+            numbers=self.group["numbers"][a0:a1],
+            formal_charges=self.group["formal_charges"][a0:a1],
+            positions=self.group["positions"][a0:a1],
+            bonds=self.group["bonds"][b0:b1],
+        )
+
+
+@dataclass(frozen=True)
+class MoleculeBlock:
+    """Consecutive rows of a RaggedMoleculeTable as arrays: a row's atoms are
+    ``offsets[k]:offsets[k + 1]`` of ``numbers`` (n_atoms,), ``formal_charges`` (n_atoms,) and
+    ``positions`` (n_atoms, 3; angstrom, NaN for a graph), its bonds ``bond_offsets[k]:...`` of
+    ``bonds`` (n_bonds, 3). Cheap per-row access for readers that need only some rows as
+    Molecules (the extraction merge looks at every candidate's positions, keeps a few)."""
+
+    ids: list[str]
+    metadata: list[str]
+    offsets: np.ndarray
+    bond_offsets: np.ndarray
+    numbers: np.ndarray
+    formal_charges: np.ndarray
+    positions: np.ndarray
+    bonds: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def of_molecules(cls, molecules: Sequence[Molecule]) -> MoleculeBlock:
+        """The molecules' arrays in one block (a graph's positions are NaN)."""
+        n_atoms = np.array([m.n_atoms for m in molecules], dtype=np.int64)
+        n_bonds = np.array([len(m.bonds) for m in molecules], dtype=np.int64)
+        return cls(
+            ids=[m.id for m in molecules],
+            metadata=["" for _ in molecules],
+            offsets=np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64),
+            bond_offsets=np.concatenate([[0], np.cumsum(n_bonds)]).astype(np.int64),
+            numbers=_concat([m.numbers for m in molecules], np.int8, ()),
+            formal_charges=_concat([m.formal_charges for m in molecules], np.int8, ()),
+            positions=_concat(
+                [
+                    m.positions if m.positions is not None else np.full((m.n_atoms, 3), np.nan)
+                    for m in molecules
+                ],
+                np.float64,
+                (3,),
+            ),
+            bonds=_concat([m.bonds for m in molecules], np.int32, (3,)),
+        )
+
+    @classmethod
+    def gather(cls, picks: Sequence[tuple[MoleculeBlock, int]]) -> MoleculeBlock:
+        """One block of the rows ``(block, row)`` of ``picks``, in that order."""
+        atoms = [(b.offsets[k], b.offsets[k + 1]) for b, k in picks]
+        bonds = [(b.bond_offsets[k], b.bond_offsets[k + 1]) for b, k in picks]
+        n_atoms = np.array([hi - lo for lo, hi in atoms], dtype=np.int64)
+        n_bonds = np.array([hi - lo for lo, hi in bonds], dtype=np.int64)
+
+        def take(name: str, spans: list, row_shape: tuple, dtype: Any) -> np.ndarray:
+            return _concat(
+                [getattr(b, name)[lo:hi] for (b, _), (lo, hi) in zip(picks, spans, strict=True)],
+                dtype,
+                row_shape,
             )
+
+        return cls(
+            ids=[b.ids[k] for b, k in picks],
+            metadata=[b.metadata[k] for b, k in picks],
+            offsets=np.concatenate([[0], np.cumsum(n_atoms)]).astype(np.int64),
+            bond_offsets=np.concatenate([[0], np.cumsum(n_bonds)]).astype(np.int64),
+            numbers=take("numbers", atoms, (), np.int8),
+            formal_charges=take("formal_charges", atoms, (), np.int8),
+            positions=take("positions", atoms, (3,), np.float64),
+            bonds=take("bonds", bonds, (3,), np.int32),
+        )
+
+    def positions_of(self, k: int) -> np.ndarray:
+        """(n_atoms, 3) positions (angstrom) of row k: a view, not a copy."""
+        return self.positions[self.offsets[k] : self.offsets[k + 1]]
+
+    def molecule(self, k: int) -> Molecule:
+        lo, hi = int(self.offsets[k]), int(self.offsets[k + 1])
+        blo, bhi = int(self.bond_offsets[k]), int(self.bond_offsets[k + 1])
+        pos = self.positions[lo:hi]
+        metadata = self.metadata[k]
+        return Molecule(
+            id=self.ids[k],
+            numbers=self.numbers[lo:hi],
+            bonds=self.bonds[blo:bhi],
+            formal_charges=self.formal_charges[lo:hi],
+            positions=None if np.isnan(pos).all() and hi > lo else pos,
+            metadata=json.loads(metadata) if metadata else {},
+        )
 
 
 def _concat(arrays: Sequence[np.ndarray], dtype: Any, row_shape: tuple[int, ...]) -> np.ndarray:
