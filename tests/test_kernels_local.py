@@ -17,6 +17,7 @@ from amondask.kernels import (
     l1_distances,
     local_kernel,
 )
+from amondask.kernels.local import max_pair_distance
 from amondask.represent import ElementBlock, element_blocks, slatm, slatm_mbtypes
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -184,6 +185,46 @@ def test_element_sigmas_put_farthest_pair_at_one_half(split, kernel):
         else:
             value = math.exp(-farthest / sigmas[z])
         assert value == pytest.approx(0.5, rel=1e-9)
+
+
+def _brute_max(x: np.ndarray, metric: str) -> float:
+    return float(cdist(x, x, "euclidean" if metric == "l2" else "cityblock").max())
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+@pytest.mark.parametrize("shape", ["clustered", "uniform", "duplicates"])
+def test_max_pair_distance_is_the_brute_force_maximum(metric, shape):
+    rng = np.random.default_rng({"clustered": 1, "uniform": 2, "duplicates": 3}[shape])
+    if shape == "clustered":  # like atoms of a few chemical environments
+        centres = rng.normal(size=(12, 40)) * 4
+        x = np.concatenate([c + rng.normal(size=(90, 40)) * rng.uniform(0.05, 1) for c in centres])
+    elif shape == "uniform":
+        x = rng.uniform(size=(900, 40))
+    else:  # many identical rows (one conformer seen by many queries) and one far outlier
+        x = np.repeat(rng.normal(size=(30, 40)), 30, axis=0)
+        x[417] += 25.0
+    x = x[rng.permutation(len(x))]
+    expected = _brute_max(x, metric)
+    # atom_chunk small enough that the clustered branch-and-bound runs
+    found = max_pair_distance(x, metric=metric, atom_chunk=64, cluster_size=40)
+    assert found == pytest.approx(expected, rel=1e-12)
+    # the clusters decide the work, never the answer
+    for cluster_size, rounds in ((7, 0), (300, 5)):
+        other = max_pair_distance(
+            x[::-1], metric=metric, atom_chunk=64, cluster_size=cluster_size, kmeans_rounds=rounds
+        )
+        assert other == pytest.approx(expected, rel=1e-12)
+
+
+@pytest.mark.parametrize("metric", ["l2", "l1"])
+def test_max_pair_distance_on_aslatm_atoms_and_small_inputs(split, metric):
+    _, _, row_blocks, _, _, _ = split
+    for block in row_blocks.values():
+        expected = _brute_max(block.x, metric) if len(block.x) > 1 else 0.0
+        found = max_pair_distance(block.x, metric=metric, atom_chunk=8, cluster_size=6)
+        assert found == pytest.approx(expected, rel=1e-12)
+    assert max_pair_distance(np.zeros((1, 5)), metric=metric) == 0.0
+    assert max_pair_distance(np.zeros((0, 5)), metric=metric) == 0.0
 
 
 def test_errors(split):

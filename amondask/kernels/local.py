@@ -325,22 +325,157 @@ def element_max_distances(
     metric: Literal["l2", "l1"] = "l2",
     atom_chunk: int = DEFAULT_ATOM_CHUNK,
 ) -> dict[int, float]:
-    """{Z: largest distance between two atoms of element Z} in the blocks (0 for < 2 atoms)."""
+    """{Z: largest distance between two atoms of element Z} in the blocks (0 for < 2 atoms).
+
+    Exact. Up to ``2 * atom_chunk`` atoms of an element, every pair is compared; above, the
+    atoms are grouped into clusters (a few k-means rounds) and a pair of clusters is compared
+    only when the triangle-inequality bound ``d(c_p, c_q) + r_p + r_q`` (centres c, radii r)
+    can beat the largest distance found so far (see :func:`max_pair_distance`).
+    """
     largest: dict[int, float] = {}
     for z, block in blocks.items():
         x = np.asarray(block.x, dtype=np.float64)
-        best = 0.0
-        norms = np.einsum("ij,ij->i", x, x)
-        chunks = _chunks(x.shape[0], atom_chunk)
-        for ci, (r0, r1) in enumerate(chunks):
-            for c0, c1 in chunks[ci:]:
-                if metric == "l2":
-                    sq = norms[r0:r1, None] + norms[None, c0:c1] - 2.0 * (x[r0:r1] @ x[c0:c1].T)
-                    best = max(best, math.sqrt(max(float(sq.max()), 0.0)))
-                else:
-                    best = max(best, float(l1_distances(x[r0:r1], x[c0:c1]).max()))
-        largest[int(z)] = best
+        largest[int(z)] = max_pair_distance(x, metric=metric, atom_chunk=atom_chunk)
     return largest
+
+
+def max_pair_distance(
+    x: np.ndarray,
+    *,
+    metric: Literal["l2", "l1"] = "l2",
+    atom_chunk: int = DEFAULT_ATOM_CHUNK,
+    cluster_size: int = 512,
+    kmeans_rounds: int = 3,
+) -> float:
+    """The largest distance (L2 or L1) between two rows of ``x`` (n, d); 0 for n < 2.
+
+    Exact, by a branch-and-bound over clusters: the clusters (about ``cluster_size`` rows,
+    ``kmeans_rounds`` Lloyd rounds from seeded rows) only decide how much is compared, never
+    the answer. Representations of chemically similar atoms cluster tightly, so that on QM9
+    amons most cluster pairs are never compared.
+    """
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    n = x.shape[0]
+    if n < 2:
+        return 0.0
+    norms = np.einsum("ij,ij->i", x, x)
+    if n <= 2 * atom_chunk:
+        return _max_over_pairs(x, norms, _chunks(n, atom_chunk), metric)
+    members, centres, radii = _clusters(x, norms, metric, cluster_size, kmeans_rounds)
+    best = _farthest_point_bound(x, metric)
+    k = len(members)
+    between = _center_distances(centres, metric)
+    bound = between + radii[:, None] + radii[None, :]
+    first, second = np.triu_indices(k)
+    order = np.argsort(-bound[first, second], kind="stable")
+    margin = 1e-9
+    for index in order.tolist():
+        p, q = int(first[index]), int(second[index])
+        if bound[p, q] * (1.0 + margin) + margin < best:
+            break  # sorted: no remaining pair of clusters can hold a larger distance
+        rows, cols = members[p], members[q]
+        best = max(best, _block_max(x[rows], x[cols], norms[rows], norms[cols], metric))
+    return best
+
+
+def _block_max(
+    a: np.ndarray, b: np.ndarray, norms_a: np.ndarray, norms_b: np.ndarray, metric: str
+) -> float:
+    if metric == "l2":
+        sq = norms_a[:, None] + norms_b[None, :] - 2.0 * (a @ b.T)
+        return math.sqrt(max(float(sq.max()), 0.0))
+    return float(l1_distances(a, b).max())
+
+
+def _max_over_pairs(
+    x: np.ndarray, norms: np.ndarray, chunks: list[tuple[int, int]], metric: str
+) -> float:
+    best = 0.0
+    for ci, (r0, r1) in enumerate(chunks):
+        for c0, c1 in chunks[ci:]:
+            best = max(best, _block_max(x[r0:r1], x[c0:c1], norms[r0:r1], norms[c0:c1], metric))
+    return best
+
+
+def _distances_to(x: np.ndarray, point: np.ndarray, metric: str, rows: int = 8192) -> np.ndarray:
+    """(n,) distances of the rows of x to one point, from differences (no cancellation)."""
+    out = np.empty(x.shape[0])
+    for start in range(0, x.shape[0], rows):
+        diff = x[start : start + rows] - point
+        if metric == "l2":
+            out[start : start + rows] = np.sqrt(np.einsum("ij,ij->i", diff, diff))
+        else:
+            out[start : start + rows] = np.abs(diff).sum(axis=1)
+    return out
+
+
+def _farthest_point_bound(x: np.ndarray, metric: str, rounds: int = 3) -> float:
+    """A large distance that two rows really have (the start of the branch-and-bound): from
+    the row farthest from the mean, hop to the farthest row a few times."""
+    current = int(np.argmax(_distances_to(x, x.mean(axis=0), metric)))
+    best = 0.0
+    for _ in range(rounds):
+        distances = _distances_to(x, x[current], metric)
+        current = int(np.argmax(distances))
+        best = max(best, float(distances[current]))
+    return best
+
+
+def _clusters(
+    x: np.ndarray, norms: np.ndarray, metric: str, cluster_size: int, rounds: int
+) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
+    """Rows grouped by nearest centre (Euclidean k-means rounds from seeded rows): the member
+    rows of each non-empty cluster, the centres (k, d) and radii (k,) in ``metric``."""
+    n = x.shape[0]
+    k = max(2, math.ceil(n / cluster_size))
+    start = np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
+    centres = x[start].copy()
+    for _ in range(rounds + 1):
+        assignment = _nearest_centre(x, norms, centres)
+        counts = np.bincount(assignment, minlength=len(centres))
+        sums = np.zeros_like(centres)
+        _add_rows(sums, assignment, x)
+        keep = counts > 0
+        centres = sums[keep] / counts[keep, None]
+    assignment = _nearest_centre(x, norms, centres)
+    order = np.argsort(assignment, kind="stable")
+    bounds = np.searchsorted(assignment[order], np.arange(len(centres) + 1))
+    members, kept_centres, radii = [], [], []
+    for c in range(len(centres)):
+        rows = order[bounds[c] : bounds[c + 1]]
+        if len(rows) == 0:
+            continue
+        centre = x[rows].mean(axis=0)
+        members.append(rows)
+        kept_centres.append(centre)
+        radii.append(float(_distances_to(x[rows], centre, metric).max()))
+    return members, np.array(kept_centres), np.array(radii)
+
+
+def _add_rows(sums: np.ndarray, assignment: np.ndarray, x: np.ndarray, rows: int = 8192) -> None:
+    """sums[assignment[i]] += x[i], a bounded block of rows at a time."""
+    for start in range(0, x.shape[0], rows):
+        block = assignment[start : start + rows]
+        order = np.argsort(block, kind="stable")
+        labels, first = np.unique(block[order], return_index=True)
+        sums[labels] += np.add.reduceat(x[start : start + rows][order], first, axis=0)
+
+
+def _nearest_centre(
+    x: np.ndarray, norms: np.ndarray, centres: np.ndarray, rows: int = 8192
+) -> np.ndarray:
+    """(n,) index of each row's nearest centre (squared Euclidean, by GEMM)."""
+    centre_norms = np.einsum("ij,ij->i", centres, centres)
+    out = np.empty(x.shape[0], dtype=np.int64)
+    for start in range(0, x.shape[0], rows):
+        sq = centre_norms[None, :] - 2.0 * (x[start : start + rows] @ centres.T)
+        out[start : start + rows] = np.argmin(sq, axis=1)
+    return out
+
+
+def _center_distances(centres: np.ndarray, metric: str) -> np.ndarray:
+    """(k, k) distances between the centres, from differences (no cancellation)."""
+    return np.stack([_distances_to(centres, centre, metric) for centre in centres])
 
 
 def element_sigmas(

@@ -58,6 +58,9 @@ from amondask.store.workspace import Workspace
 
 STAGING = "staging_extract"
 APPEND_BATCH = 20_000
+#: conformers the client appends at a time in the ids step (~10 MB of atoms per 10,000): each
+#: batch re-reads a chunk of every bucket, so fewer, larger batches read far less
+CONFORMER_APPEND_BATCH = 200_000
 
 
 def bucket_of(key: str, n_buckets: int) -> int:
@@ -495,45 +498,44 @@ def _assign_ids(workspace: Workspace, store: AmonStore, plan: dict) -> None:
 
     conformer_ids = [np.empty(n, dtype=np.int64) for n in conf_lengths]
     next_conformer = store.conformers.n_rows
-    pending: list[tuple[int, int]] = []
+    pending: list[tuple[int, int, str, int]] = []  # bucket, row, key, first query
 
-    def flush(pending: list[tuple[int, int]]) -> None:
-        by_bucket: dict[int, list[int]] = defaultdict(list)
-        for bucket, row in pending:
-            by_bucket[bucket].append(row)
-        fetched: dict[int, tuple[int, Any, np.ndarray, np.ndarray]] = {}
-        for bucket, rows in by_bucket.items():
-            lo, hi = min(rows), max(rows) + 1  # merge order keeps each bucket's rows contiguous
+    def flush(pending: list[tuple[int, int, str, int]]) -> None:
+        spans: dict[int, list[int]] = {}
+        for bucket, row, _, _ in pending:
+            span = spans.setdefault(bucket, [row, row + 1])
+            span[0], span[1] = min(span[0], row), max(span[1], row + 1)
+        fetched: dict[int, tuple[int, MoleculeBlock, np.ndarray]] = {}
+        for bucket, (lo, hi) in spans.items():  # merge order: each bucket's rows contiguous
             table = tables[bucket]
             refs = table.read("amon_ref", lo, hi)
             amons = np.where(refs >= 0, refs, new_ids[bucket][np.where(refs < 0, -1 - refs, 0)])
-            queries = table.read("first_query", lo, hi)
-            fetched[bucket] = (lo, table.read_block(lo, hi), amons, queries)
-        picks, amons, first_queries = [], [], []
-        for bucket, row in pending:
-            lo, block, bucket_amons, queries = fetched[bucket]
+            fetched[bucket] = (lo, table.read_block(lo, hi, text=False), amons)
+        picks, amons = [], []
+        for bucket, row, _, _ in pending:
+            lo, block, bucket_amons = fetched[bucket]
             picks.append((block, row - lo))
             amons.append(int(bucket_amons[row - lo]))
-            first_queries.append(int(queries[row - lo]))
-        block = MoleculeBlock.gather(picks)
+        keys = [key for _, _, key, _ in pending]
         store.conformers.append_block(
-            block,
+            MoleculeBlock.gather(picks),
             {
                 "id": [f"{a}:{k}" for k, a in enumerate(amons, start=store.conformers.n_rows)],
-                "key": block.ids,
-                "smiles": block.ids,
-                "coordinates": ["amon"] * len(block),
-                "metadata": ["{}"] * len(block),
+                "key": keys,
+                "smiles": keys,
+                "coordinates": ["amon"] * len(keys),
+                "metadata": ["{}"] * len(keys),
                 "amon": amons,
-                "first_query": first_queries,
+                "first_query": [query for _, _, _, query in pending],
             },
         )
 
-    for bucket, row, _ in merged_rows([conformer_keys(t) for t in tables], conf_lengths):
+    merged = merged_rows([conformer_keys(t) for t in tables], conf_lengths)
+    for bucket, row, (query, _, key, _) in merged:
         conformer_ids[bucket][row] = next_conformer
         next_conformer += 1
-        pending.append((bucket, row))
-        if len(pending) >= APPEND_BATCH:
+        pending.append((bucket, row, key, query))
+        if len(pending) >= CONFORMER_APPEND_BATCH:
             flush(pending)
             pending = []
     if pending:
@@ -587,29 +589,60 @@ def _resolve_links(spec: Any, bucket: int) -> int:
 
 
 # ---- step 5: commit (client) -----------------------------------------------------------------
-def _append_merged(table, groups: Sequence, columns: dict[str, str]) -> None:
-    """K-way merge the bucket groups' sorted link rows and append them to ``table``.
+class _SortedRows:
+    """One bucket group's link rows, read forward a block at a time (they are sorted by the
+    first column, the query): :meth:`below` hands out the next rows whose query is below a
+    bound."""
 
-    ``columns`` maps a group's array to the table's column, sort columns first; the rows of
-    each group are sorted by them and unique, so whole rows merge in the right order.
+    def __init__(self, group: Any, sources: Sequence[str], block_rows: int = 65_536):
+        self.arrays = [group[name] for name in sources]
+        self.n_rows = self.arrays[0].shape[0]
+        self.block_rows = block_rows
+        self.position = 0  # next row to hand out
+        self.buffer: list[np.ndarray] = []
+        self.buffer_start = 0
+
+    def below(self, bound: int) -> list[np.ndarray]:
+        taken: list[list[np.ndarray]] = [[] for _ in self.arrays]
+        while self.position < self.n_rows:
+            offset = self.position - self.buffer_start
+            if not self.buffer or offset >= len(self.buffer[0]):
+                stop = min(self.position + self.block_rows, self.n_rows)
+                self.buffer = [array[self.position : stop] for array in self.arrays]
+                self.buffer_start, offset = self.position, 0
+            end = int(np.searchsorted(self.buffer[0], bound, side="left"))
+            for out, values in zip(taken, self.buffer, strict=True):
+                out.append(values[offset:end])
+            self.position = self.buffer_start + end
+            if end < len(self.buffer[0]):
+                break  # the bound falls inside this block
+        return [np.concatenate(parts) for parts in taken]
+
+
+def _append_merged(
+    table, groups: Sequence, columns: dict[str, str], query_range: tuple[int, int]
+) -> None:
+    """Merge the bucket groups' sorted link rows and append them to ``table`` in order.
+
+    ``columns`` maps a group's array to the table's column, the two sort columns first (query,
+    then amon or conformer); the rows of each group are sorted by them and unique. The queries
+    of ``query_range`` are taken a window at a time: the window's rows of every bucket, sorted
+    together (memory bounded by the window, not by the dataset).
     """
     sources = list(columns)
-    lengths = [g[sources[0]].shape[0] for g in groups]
-
-    def rows(g):
-        def read(start, stop):
-            return list(zip(*(g[c][start:stop].tolist() for c in sources), strict=True))
-
-        return read
-
-    batch: list[tuple] = []
-    for _, _, row in merged_rows([rows(g) for g in groups], lengths):
-        batch.append(row)
-        if len(batch) >= APPEND_BATCH:
-            table.append(dict(zip(columns.values(), zip(*batch, strict=True), strict=True)))
-            batch = []
-    if batch:
-        table.append(dict(zip(columns.values(), zip(*batch, strict=True), strict=True)))
+    readers = [_SortedRows(g, sources) for g in groups]
+    start, stop = query_range
+    window = max(1, APPEND_BATCH)
+    for lo in range(start, stop, window):
+        pieces = [reader.below(min(lo + window, stop)) for reader in readers]
+        merged = [np.concatenate([piece[k] for piece in pieces]) for k in range(len(sources))]
+        if not len(merged[0]):
+            continue
+        order = np.lexsort((merged[1], merged[0]))
+        table.append({name: merged[k][order] for k, name in enumerate(columns.values())})
+    left = sum(reader.n_rows - reader.position for reader in readers)
+    if left:
+        raise RuntimeError(f"{left} link rows fall outside the queries {start}..{stop}")
 
 
 def _commit(workspace: Workspace, store: AmonStore, plan: dict) -> None:
@@ -617,15 +650,18 @@ def _commit(workspace: Workspace, store: AmonStore, plan: dict) -> None:
     store.query_amons.truncate(plan["rows_before"]["query_amons"])
     store.query_conformers.truncate(plan["rows_before"]["query_conformers"])
     groups = [staging["buckets"][f"b{b:05d}"] for b in range(plan["buckets"])]
+    queries = (plan["query_start"], plan["query_stop"])
     _append_merged(
         store.query_amons,
         groups,
         {"coo_query": "query", "coo_amon": "amon", "coo_count": "count"},
+        queries,
     )
     _append_merged(
         store.query_conformers,
         groups,
         {"qc_final_query": "query", "qc_final_conformer": "conformer"},
+        queries,
     )
     for part_name in plan["part_names"]:
         part = staging["parts"][part_name]

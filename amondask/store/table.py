@@ -50,6 +50,7 @@ class Table:
 
     def __init__(self, group: zarr.Group):
         self.group = group
+        self._columns: list[str] | None = None
 
     @classmethod
     def create(
@@ -188,8 +189,10 @@ class RaggedMoleculeTable(Table):
         return cls(group)
 
     def _row_columns(self) -> list[str]:
-        ragged = {"offsets", "bond_offsets", *ATOM_COLUMNS, *BOND_COLUMNS}
-        return [name for name in self.group.array_keys() if name not in ragged]
+        if self._columns is None:  # listing a group's arrays is a store round trip: once
+            ragged = {"offsets", "bond_offsets", *ATOM_COLUMNS, *BOND_COLUMNS}
+            self._columns = [name for name in self.group.array_keys() if name not in ragged]
+        return self._columns
 
     def offsets(self, start: int = 0, stop: int | None = None, *, kind: str = "offsets"):
         """Committed offsets for molecules [start, stop): an array of length stop - start + 1."""
@@ -254,17 +257,23 @@ class RaggedMoleculeTable(Table):
         for k in range(len(block)):
             yield block.molecule(k)
 
-    def read_block(self, start: int = 0, stop: int | None = None) -> MoleculeBlock:
-        """The committed rows [start, stop) as raw arrays, read in one go (see MoleculeBlock)."""
+    def read_block(
+        self, start: int = 0, stop: int | None = None, *, text: bool = True
+    ) -> MoleculeBlock:
+        """The committed rows [start, stop) as raw arrays, read in one go (see MoleculeBlock).
+
+        ``text=False`` skips the ids and metadata (empty strings instead): decoding text
+        chunks is most of the cost of reading a few rows of a large table."""
         stop = self.n_rows if stop is None else min(stop, self.n_rows)
         stop = max(start, stop)
         offsets = self.offsets(start, stop).astype(np.int64)
         bond_offsets = self.offsets(start, stop, kind="bond_offsets").astype(np.int64)
         a0, a1 = int(offsets[0]), int(offsets[-1])
         b0, b1 = int(bond_offsets[0]), int(bond_offsets[-1])
+        empty = [""] * (stop - start)
         return MoleculeBlock(
-            ids=self.read_text("id", start, stop),
-            metadata=self.read_text("metadata", start, stop),
+            ids=self.read_text("id", start, stop) if text else empty,
+            metadata=self.read_text("metadata", start, stop) if text else empty,
             offsets=offsets - a0,
             bond_offsets=bond_offsets - b0,
             numbers=self.group["numbers"][a0:a1],
