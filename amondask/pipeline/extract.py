@@ -15,10 +15,12 @@ Algorithm (a two-phase merge by hash buckets; the client never holds the amons):
    query whose geometry would be one more is linked to the kept conformer nearest to it.
 3. **ids** (client, streaming): a k-way merge of the buckets' sorted new amons gives every new
    amon its id, in the order (first query, n_heavy, key), after the existing ids; conformers the
-   same way. The client reads and appends a bounded number of rows at a time.
+   same way. The client reads and appends a bounded number of rows at a time, as raw arrays
+   (no Molecule objects).
 4. **links** (one task per bucket): query -> amon counts and query -> conformer pairs, final ids.
-5. **commit** (client, streaming): the merged links are appended to ``query_amons/`` and
-   ``query_conformers/``, error rows to ``errors/``, and ``extracted_queries`` moves on.
+5. **commit** (client, a window of queries at a time): the buckets' links of the window are
+   sorted together and appended to ``query_amons/`` and ``query_conformers/``, error rows to
+   ``errors/``, and ``extracted_queries`` moves on.
 
 The ids depend only on the queries and their order, not on partitions, buckets or workers. Every
 step's output is marked complete when written, and the tables the client appends to are rolled
