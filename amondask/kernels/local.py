@@ -361,7 +361,7 @@ def max_pair_distance(
     norms = np.einsum("ij,ij->i", x, x)
     if n <= 2 * atom_chunk:
         return _max_over_pairs(x, norms, _chunks(n, atom_chunk), metric)
-    members, centres, radii = _clusters(x, norms, metric, cluster_size, kmeans_rounds)
+    members, centres, radii = _clusters(x, metric, cluster_size, kmeans_rounds)
     best = _farthest_point_bound(x, metric)
     k = len(members)
     between = _center_distances(centres, metric)
@@ -422,7 +422,7 @@ def _farthest_point_bound(x: np.ndarray, metric: str, rounds: int = 3) -> float:
 
 
 def _clusters(
-    x: np.ndarray, norms: np.ndarray, metric: str, cluster_size: int, rounds: int
+    x: np.ndarray, metric: str, cluster_size: int, rounds: int
 ) -> tuple[list[np.ndarray], np.ndarray, np.ndarray]:
     """Rows grouped by nearest centre (Euclidean k-means rounds from seeded rows): the member
     rows of each non-empty cluster, the centres (k, d) and radii (k,) in ``metric``."""
@@ -430,14 +430,14 @@ def _clusters(
     k = max(2, math.ceil(n / cluster_size))
     start = np.sort(np.random.default_rng(0).choice(n, size=k, replace=False))
     centres = x[start].copy()
-    for _ in range(rounds + 1):
-        assignment = _nearest_centre(x, norms, centres)
+    for _ in range(rounds):  # Lloyd: assign, then move each centre to its members' mean
+        assignment = _nearest_centre(x, centres)
         counts = np.bincount(assignment, minlength=len(centres))
         sums = np.zeros_like(centres)
         _add_rows(sums, assignment, x)
         keep = counts > 0
         centres = sums[keep] / counts[keep, None]
-    assignment = _nearest_centre(x, norms, centres)
+    assignment = _nearest_centre(x, centres)
     order = np.argsort(assignment, kind="stable")
     bounds = np.searchsorted(assignment[order], np.arange(len(centres) + 1))
     members, kept_centres, radii = [], [], []
@@ -461,10 +461,9 @@ def _add_rows(sums: np.ndarray, assignment: np.ndarray, x: np.ndarray, rows: int
         sums[labels] += np.add.reduceat(x[start : start + rows][order], first, axis=0)
 
 
-def _nearest_centre(
-    x: np.ndarray, norms: np.ndarray, centres: np.ndarray, rows: int = 8192
-) -> np.ndarray:
-    """(n,) index of each row's nearest centre (squared Euclidean, by GEMM)."""
+def _nearest_centre(x: np.ndarray, centres: np.ndarray, rows: int = 8192) -> np.ndarray:
+    """(n,) index of each row's nearest centre (squared Euclidean, by GEMM; a row's own norm
+    does not change which centre is nearest)."""
     centre_norms = np.einsum("ij,ij->i", centres, centres)
     out = np.empty(x.shape[0], dtype=np.int64)
     for start in range(0, x.shape[0], rows):

@@ -63,6 +63,8 @@ APPEND_BATCH = 20_000
 #: conformers the client appends at a time in the ids step (~10 MB of atoms per 10,000): each
 #: batch re-reads a chunk of every bucket, so fewer, larger batches read far less
 CONFORMER_APPEND_BATCH = 200_000
+#: queries whose links the commit step sorts and appends at a time (~27 links per QM9 query)
+COMMIT_QUERY_WINDOW = 20_000
 
 
 def bucket_of(key: str, n_buckets: int) -> int:
@@ -223,7 +225,7 @@ def _existing_in_bucket(
         stop = min(start + block_rows, n_conformers)
         if not wanted[start:stop].any():
             continue
-        block = store.conformers.read_block(start, stop)
+        block = store.conformers.read_block(start, stop, text=False)
         for row in np.flatnonzero(wanted[start:stop]).tolist():
             positions[int(conformer_amons[start + row])].append(
                 (start + row, block.positions_of(row).copy())
@@ -634,9 +636,8 @@ def _append_merged(
     sources = list(columns)
     readers = [_SortedRows(g, sources) for g in groups]
     start, stop = query_range
-    window = max(1, APPEND_BATCH)
-    for lo in range(start, stop, window):
-        pieces = [reader.below(min(lo + window, stop)) for reader in readers]
+    for lo in range(start, stop, COMMIT_QUERY_WINDOW):
+        pieces = [reader.below(min(lo + COMMIT_QUERY_WINDOW, stop)) for reader in readers]
         merged = [np.concatenate([piece[k] for piece in pieces]) for k in range(len(sources))]
         if not len(merged[0]):
             continue

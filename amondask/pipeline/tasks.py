@@ -66,7 +66,7 @@ def _as_completed_or_lost(client: Any, futures: list, description: str) -> Itera
             done, pending = wait(pending, timeout=poll, return_when="FIRST_COMPLETED")
         except (DistributedTimeout, TimeoutError):
             done = set()
-        yield from (future for future in futures if future in done)
+        yield from done
         if done or timeout is None:
             lost_since = None
             continue
