@@ -4,7 +4,7 @@ sample of 9-heavy-atom queries predicted with it.
 
 The store keeps at most ``--max-conformers-per-amon`` conformers per amon graph (default 1): with
 the authors' criterion alone all of QM9 holds 1.38M conformers (73 per graph; ~35 h of GFN2-xTB
-on 2 cores), with one per graph 18,852 (~25 min). A query whose geometry of an amon is not the
+on 2 cores), with one per graph 18,845 (~35 min). A query whose geometry of an amon is not the
 kept conformer is linked to the nearest kept one (``amondask.amons.max-conformers-per-amon``).
 
 Stages (each resumable: re-running the command continues in the same workspace):
