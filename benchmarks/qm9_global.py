@@ -201,6 +201,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     from amondask.pipeline.represent import represent_workspace
     from amondask.pipeline.train import predict_molecules, train_workspace
     from amondask.store import Workspace
+    from amondask.store.labels import label_table
 
     load_start = os.getloadavg()
     started = time.perf_counter()
@@ -244,6 +245,9 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     flagged = dataset["flagged"].values.astype(bool)
     store = workspace.amons
     n_heavy = store.amons.read("n_heavy")
+    # what the amon labels cost when they were made, from the workspace (a resumed run's own
+    # label_s is only what it labeled)
+    label_seconds = label_table(workspace, level, "amons").read("wall_time_s")
     status_counts: dict[str, int] = {}
     for label in labels:
         status_counts[label.status] = status_counts.get(label.status, 0) + 1
@@ -287,6 +291,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
             ],
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
+        "amon_labels_core_hours": round(float(label_seconds.sum()) / 3600.0, 3),
         "authors": AUTHORS,
         "machine": machine_record(args.workers, load_start),
         "wall_seconds": round(time.perf_counter() - started, 1),
@@ -320,7 +325,8 @@ def markdown(result: dict[str, Any]) -> str:
         + (f"{f['mae_unflagged']:.2f}." if f["mae_unflagged"] is not None else "-."),
         "",
         "Seconds per stage: "
-        + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in result["seconds"].items()),
+        + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in result["seconds"].items())
+        + f" (the amon labels cost {result['amon_labels_core_hours']:.2f} core-hours when made).",
         "",
     ]
     return "\n".join(lines)
