@@ -217,3 +217,52 @@ def test_conformer_comparisons_equal_a_brute_force_numpy_loop():
         assert first_same_conformer(kept, signature, 7, 0.05) == expected
         assert first_same_conformer(list(kept), signature, 7, 0.05) == expected
         assert nearest_conformer(kept, signature) == int(np.argmin(distances))
+
+
+@pytest.mark.parametrize(
+    "smiles", ["CC(=O)Nc1ccc(O)cc1", "C[NH+]1CCC(C(=O)[O-])C1", "OCC1OC(O)CC1"]
+)
+def test_occurrence_molecules_are_valid_molecules(smiles):
+    """The unchecked fast constructor builds what the checked one accepts unchanged: bonds
+    i < j, int64/float64 arrays of the right shapes, read-only; caps along the cut bonds."""
+    query = embed_molecule(Molecule.from_smiles(smiles, "q"), seed=3)
+    graph = query_graph(query.rdkit_mol, record_id=query.id)
+    builder = _AmonBuilder(graph, query)
+    n_checked = 0
+    for entry in find_amon_graphs(graph, 5, "paper"):
+        for occurrence in entry.occurrences:
+            fast = builder.occurrence_molecule(occurrence, entry.key, True)
+            checked = Molecule(
+                id=fast.id,
+                numbers=fast.numbers.copy(),
+                bonds=fast.bonds.copy(),
+                formal_charges=fast.formal_charges.copy(),
+                positions=fast.positions.copy(),
+            )
+            assert checked.same_structure(fast)
+            assert fast.numbers.dtype == np.int64 and fast.bonds.dtype == np.int64
+            assert fast.positions.dtype == np.float64 and fast.positions.shape == (fast.n_atoms, 3)
+            assert not fast.positions.flags.writeable and not fast.bonds.flags.writeable
+            assert np.all(fast.bonds[:, 0] < fast.bonds[:, 1])
+            assert fast.key == entry.key  # the graph RDKit builds from the arrays is the amon
+            # heavy atoms and the query's own H atoms sit where they are in the query
+            heavy = [graph.query_index[a] for a in occurrence.atoms]
+            np.testing.assert_array_equal(fast.positions[: len(heavy)], query.positions[heavy])
+            n_checked += 1
+    assert n_checked > 10
+
+
+def test_signatures_of_many_amons_at_once_equal_one_amon_at_a_time():
+    """Batching the signatures of all same-sized geometries of a query changes no bit."""
+    from amondask.amons.extract import _signatures_by_size
+
+    rng = np.random.default_rng(7)
+    lists = [
+        [rng.normal(size=(n, 3)) * 2 for _ in range(k)]
+        for n, k in [(5, 3), (9, 1), (5, 2), (12, 4), (9, 2)]
+    ]
+    batched = _signatures_by_size(lists)
+    for geometries, signatures in zip(lists, batched, strict=True):
+        one_at_a_time = conformer_signatures(np.stack(geometries))
+        assert signatures.shape == one_at_a_time.shape
+        assert np.array_equal(signatures, one_at_a_time)

@@ -9,6 +9,7 @@ path for counting); graph-only amon Molecules are shared between queries (they a
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -149,7 +150,7 @@ def extract_amons(
             found = _restrict(graph, found, min_heavy_atoms, containing)
         builder = _AmonBuilder(graph, query)
         settings = _GeometrySettings.from_config() if geometry else None
-        return [builder.amon(entry, settings, relax) for entry in found]
+        return builder.amons(found, settings, relax)
     except AmonError as exc:
         if exc.record_id is None:
             exc.record_id = query.id
@@ -217,71 +218,101 @@ class _AmonBuilder:
     def occurrence_molecule(
         self, occurrence: AmonOccurrence, key: str, with_positions: bool
     ) -> Molecule:
-        """The capped amon of one occurrence (positions from the query when asked)."""
+        """The capped amon of one occurrence (positions from the query when asked).
+
+        Atoms: the occurrence's heavy atoms in its order, then per heavy atom its own H atoms
+        and an H cap for each cut bond (placed along the cut bond at the X-H length).
+        """
         graph = self.graph
         atoms = occurrence.atoms
-        subset = sum(1 << a for a in atoms)
+        subset = 0
+        for a in atoms:
+            subset |= 1 << a
         numbers = [graph.numbers[a] for a in atoms]
         charges = [graph.charges[a] for a in atoms]
-        bonds = [list(bond) for bond in occurrence.bonds]
-        query_positions = self.query.positions if with_positions else None
-        positions = []
-        anchors, targets, anchor_numbers = [], [], []
-        if query_positions is not None:
-            positions = [query_positions[graph.query_index[a]] for a in atoms]
+        bonds = list(occurrence.bonds)
+        rows = [graph.query_index[a] for a in atoms]  # the query atom of each amon atom
+        cap_slots, cap_anchors, cap_targets = [], [], []
         for k, a in enumerate(atoms):
             for h in self.hydrogens[a]:
-                bonds.append([k, len(numbers), 1])
-                numbers.append(1)
-                charges.append(0)
-                if query_positions is not None:
-                    positions.append(query_positions[h])
+                bonds.append((k, len(rows), 1))
+                rows.append(h)
             for b in bits(graph.neighbours[a] & ~subset):
-                bonds.append([k, len(numbers), 1])
-                numbers.append(1)
-                charges.append(0)
-                if query_positions is not None:
-                    anchors.append(len(positions))
-                    positions.append(None)
-                    targets.append(query_positions[graph.query_index[b]])
-                    anchor_numbers.append(graph.numbers[a])
-        if query_positions is not None:
-            if anchors:
-                anchor_positions = np.array(
-                    [
-                        query_positions[graph.query_index[a]]
-                        for a in _anchor_atoms(graph, atoms, subset)
-                    ]
-                )
+                bonds.append((k, len(rows), 1))
+                cap_slots.append(len(rows))
+                rows.append(-1)  # a cap: no query atom
+                cap_anchors.append(a)
+                cap_targets.append(b)
+        n_hydrogens = len(rows) - len(atoms)
+        numbers.extend([1] * n_hydrogens)
+        charges.extend([0] * n_hydrogens)
+        positions = None
+        query_positions = self.query.positions
+        if with_positions and query_positions is not None:
+            positions = query_positions[rows]
+            if cap_slots:
+                query_index = graph.query_index
                 try:
-                    caps = cap_positions(anchor_positions, np.array(targets), anchor_numbers)
+                    positions[cap_slots] = cap_positions(
+                        query_positions[[query_index[a] for a in cap_anchors]],
+                        query_positions[[query_index[b] for b in cap_targets]],
+                        [graph.numbers[a] for a in cap_anchors],
+                    )
                 except ValueError as exc:
                     raise AmonError(
                         f"cannot place H caps for amon {key}: {exc}; check the query's "
                         "coordinates (or pass it as a graph to have it embedded)",
                         record_id=self.query.id,
                     ) from exc
-                for slot, cap in zip(anchors, caps, strict=True):
-                    positions[slot] = cap
-            position_array = np.array(positions, dtype=np.float64)
-        else:
-            position_array = None
-        return Molecule(
-            id=key,
-            numbers=numbers,
-            bonds=np.array(bonds, dtype=np.int64).reshape(-1, 3),
-            formal_charges=charges,
-            positions=position_array,
+        return Molecule._from_arrays(
+            key,
+            np.array(numbers, dtype=np.int64),
+            np.array(bonds, dtype=np.int64).reshape(-1, 3),
+            np.array(charges, dtype=np.int64),
+            positions,
         )
 
-    def amon(self, entry: AmonGraph, settings: _GeometrySettings | None, relax: bool) -> Amon:
+    def amons(
+        self, found: list[AmonGraph], settings: _GeometrySettings | None, relax: bool
+    ) -> list[Amon]:
+        """The Amon records of ``found`` (conformers when ``settings`` is given).
+
+        The geometry work runs in phases over all amons of the query at once (occurrence
+        geometries; their signatures; groups; relaxation; relaxed signatures; merged
+        conformers), so that the signatures of all same-sized geometries are one call; each
+        amon's result is what :meth:`conformers` describes.
+        """
+        if settings is None:
+            return [self.record(entry, ()) for entry in found]
+        molecules = [
+            [
+                self.occurrence_molecule(occurrence, entry.key, True)
+                for occurrence in entry.occurrences
+            ]
+            for entry in found
+        ]
+        signatures = _signatures_by_size([[m.positions for m in ms] for ms in molecules])
+        groups = [
+            self.groups(entry, ms, sigs, settings.conformer_threshold)
+            for entry, ms, sigs in zip(found, molecules, signatures, strict=True)
+        ]
+        if relax:
+            rejected = [self.relax(entry_groups, settings) for entry_groups in groups]
+            relaxed = _signatures_by_size([[g.positions for g in gs] for gs in groups])
+            groups = [
+                self.merge_relaxed(entry, gs, sigs, bad, settings.conformer_threshold)
+                for entry, gs, sigs, bad in zip(found, groups, relaxed, rejected, strict=True)
+            ]
+        return [
+            self.record(entry, self.conformer_records(entry, entry_groups, settings))
+            for entry, entry_groups in zip(found, groups, strict=True)
+        ]
+
+    def record(self, entry: AmonGraph, conformers: tuple[AmonConformer, ...]) -> Amon:
         occurrences = tuple(
             tuple(self.graph.query_index[a] for a in occurrence.atoms)
             for occurrence in entry.occurrences
         )
-        conformers: tuple[AmonConformer, ...] = ()
-        if settings is not None:
-            conformers = self.conformers(entry, settings, relax)
         if conformers:
             molecule = conformers[0].molecule
         else:
@@ -312,71 +343,88 @@ class _AmonBuilder:
         *Choice*: the authors relax every occurrence; occurrences whose capped geometries are
         already within the threshold (mostly symmetry copies) are relaxed once here.
         """
-        threshold = settings.conformer_threshold
-        n_heavy = entry.n_heavy
-        molecules = [
-            self.occurrence_molecule(occurrence, entry.key, True)
-            for occurrence in entry.occurrences
-        ]
-        signatures = conformer_signatures(np.stack([molecule.positions for molecule in molecules]))
+        return self.amons([entry], settings, relax)[0].conformers
+
+    @staticmethod
+    def groups(
+        entry: AmonGraph, molecules: list[Molecule], signatures: np.ndarray, threshold: float
+    ) -> list[_Group]:
+        """Occurrences grouped by their capped query geometries (see :meth:`conformers`)."""
         # visit occurrences by their geometry, not their atom numbers, so that the groups and
         # their representatives do not depend on how the query's atoms are numbered
-        order = sorted(
-            range(len(molecules)), key=lambda index: (tuple(np.round(signatures[index], 8)), index)
-        )
+        rounded = np.round(signatures, 8).tolist()
+        order = sorted(range(len(molecules)), key=lambda index: (tuple(rounded[index]), index))
         groups: list[_Group] = []
         kept: list[np.ndarray] = []
         for index in order:
-            match = first_same_conformer(kept, signatures[index], n_heavy, threshold)
+            match = first_same_conformer(kept, signatures[index], entry.n_heavy, threshold)
             if match is None:
                 groups.append(_Group(molecules[index], signatures[index], [index]))
                 kept.append(signatures[index])
             else:
                 groups[match].occurrence_indices.append(index)
-        if relax:
-            rejected = []
-            for group in groups:
-                outcome = relax_amon(
-                    group.molecule,
-                    torsion_window_degrees=settings.torsion_window_degrees,
-                    torsion_tolerance_degrees=settings.torsion_tolerance_degrees,
-                    max_iterations=settings.max_iterations,
-                )
-                group.positions = outcome.positions
-                group.relaxed = outcome.accepted and not outcome.message
-                group.torsion_change = outcome.max_torsion_change_degrees
-                if outcome.message:
-                    group.warnings.append(outcome.message)
-                if not outcome.accepted:
-                    rejected.append(group)
-            relaxed_signatures = conformer_signatures(
-                np.stack([group.positions for group in groups])
+        return groups
+
+    @staticmethod
+    def relax(groups: list[_Group], settings: _GeometrySettings) -> list[_Group]:
+        """Relax each group's representative (MMFF94); returns the groups whose dihedrals
+        moved beyond the tolerance."""
+        rejected = []
+        for group in groups:
+            outcome = relax_amon(
+                group.molecule,
+                torsion_window_degrees=settings.torsion_window_degrees,
+                torsion_tolerance_degrees=settings.torsion_tolerance_degrees,
+                max_iterations=settings.max_iterations,
             )
-            for group, signature in zip(groups, relaxed_signatures, strict=True):
-                group.signature = signature
-            accepted = [group for group in groups if group not in rejected]
-            if not accepted:
-                # every geometry moved under MMFF94: keep the least-moved one, flagged
-                accepted = [min(rejected, key=lambda group: group.torsion_change)]
-            merged: list[_Group] = []
-            kept = []
-            for group in accepted:
-                match = first_same_conformer(kept, group.signature, n_heavy, threshold)
-                if match is None:
-                    merged.append(group)
-                    kept.append(group.signature)
-                else:
-                    merged[match].occurrence_indices.extend(group.occurrence_indices)
-            groups = merged
+            group.positions = outcome.positions
+            group.relaxed = outcome.accepted and not outcome.message
+            group.torsion_change = outcome.max_torsion_change_degrees
+            if outcome.message:
+                group.warnings.append(outcome.message)
+            if not outcome.accepted:
+                rejected.append(group)
+        return rejected
+
+    @staticmethod
+    def merge_relaxed(
+        entry: AmonGraph,
+        groups: list[_Group],
+        relaxed_signatures: np.ndarray,
+        rejected: list[_Group],
+        threshold: float,
+    ) -> list[_Group]:
+        """The accepted groups, merged where their relaxed geometries are the same conformer."""
+        for group, signature in zip(groups, relaxed_signatures, strict=True):
+            group.signature = signature
+        accepted = [group for group in groups if group not in rejected]
+        if not accepted:
+            # every geometry moved under MMFF94: keep the least-moved one, flagged
+            accepted = [min(rejected, key=lambda group: group.torsion_change)]
+        merged: list[_Group] = []
+        kept = []
+        for group in accepted:
+            match = first_same_conformer(kept, group.signature, entry.n_heavy, threshold)
+            if match is None:
+                merged.append(group)
+                kept.append(group.signature)
+            else:
+                merged[match].occurrence_indices.extend(group.occurrence_indices)
+        return merged
+
+    @staticmethod
+    def conformer_records(
+        entry: AmonGraph, groups: list[_Group], settings: _GeometrySettings
+    ) -> tuple[AmonConformer, ...]:
         out = []
         for number, group in enumerate(groups):
             source = group.molecule
-            molecule = Molecule(  # one construction: the conformer's id and final positions
-                id=f"{entry.key}/{number}",
-                numbers=source.numbers,
-                bonds=source.bonds,
-                formal_charges=source.formal_charges,
-                positions=source.positions if group.positions is None else group.positions,
+            molecule = Molecule._from_arrays(  # the conformer's id and final positions
+                f"{entry.key}/{number}",
+                source.numbers,
+                source.bonds,
+                source.formal_charges,
+                source.positions if group.positions is None else group.positions,
             )
             distance = min_nonbonded_distance(molecule)
             clash = distance < settings.clash_threshold_angstrom
@@ -400,6 +448,24 @@ class _AmonBuilder:
         return tuple(out)
 
 
+def _signatures_by_size(positions: list[list[np.ndarray]]) -> list[np.ndarray]:
+    """:func:`conformer_signatures` of lists of geometries (one list per amon, all of one
+    amon's the same size): per list a (k, n) array; one call per distinct atom count n."""
+    by_size: dict[int, list[tuple[int, int]]] = defaultdict(list)
+    for entry, geometries in enumerate(positions):
+        for index, geometry in enumerate(geometries):
+            by_size[geometry.shape[0]].append((entry, index))
+    out = [
+        np.empty((len(geometries), len(geometries[0]) if geometries else 0))
+        for geometries in positions
+    ]
+    for slots in by_size.values():
+        stacked = conformer_signatures(np.stack([positions[e][i] for e, i in slots]))
+        for (entry, index), signature in zip(slots, stacked, strict=True):
+            out[entry][index] = signature
+    return out
+
+
 @dataclass
 class _Group:
     """Occurrences that share one geometry (mutable while conformers are being built)."""
@@ -411,11 +477,3 @@ class _Group:
     relaxed: bool = False
     torsion_change: float = 0.0
     warnings: list[str] = field(default_factory=list)
-
-
-def _anchor_atoms(graph: QueryGraph, atoms: tuple[int, ...], subset: int) -> list[int]:
-    """The heavy atom of each cap, in cap order (one entry per cut bond)."""
-    out = []
-    for a in atoms:
-        out.extend([a] * (graph.neighbours[a] & ~subset).bit_count())
-    return out

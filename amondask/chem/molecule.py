@@ -99,6 +99,35 @@ class Molecule:
         object.__setattr__(self, "positions", positions)
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
 
+    @classmethod
+    def _from_arrays(
+        cls,
+        id: str,
+        numbers: np.ndarray,
+        bonds: np.ndarray,
+        formal_charges: np.ndarray,
+        positions: np.ndarray | None,
+    ) -> Molecule:
+        """A Molecule from arrays already in the form ``__post_init__`` gives, without its
+        checks and copies: the fast path for code that builds many fragments of a validated
+        query (:mod:`amondask.amons.extract`).
+
+        The caller guarantees: ``numbers`` and ``formal_charges`` int64 (n,), ``bonds`` int64
+        (n_bonds, 3) with ``i < j`` and indices in range, ``positions`` float64 (n, 3) or None,
+        and that it no longer writes to these arrays (they are made read-only here).
+        """
+        molecule = object.__new__(cls)
+        for array in (numbers, bonds, formal_charges, positions):
+            if array is not None:
+                array.setflags(write=False)
+        object.__setattr__(molecule, "id", str(id))
+        object.__setattr__(molecule, "numbers", numbers)
+        object.__setattr__(molecule, "bonds", bonds)
+        object.__setattr__(molecule, "formal_charges", formal_charges)
+        object.__setattr__(molecule, "positions", positions)
+        object.__setattr__(molecule, "metadata", MappingProxyType({}))
+        return molecule
+
     def __reduce__(self):
         # The metadata mapping proxy does not pickle; rebuild from plain values (Dask moves
         # Molecules between processes).
