@@ -161,6 +161,25 @@ def flag_scores(errors_kcal: np.ndarray, flagged: np.ndarray, bad: float = 2.0) 
     }
 
 
+def per_molecule_records(dataset: Any, errors_kcal: np.ndarray, flagged: np.ndarray) -> list:
+    """Per predicted test molecule: id, error and uncertainty (kcal/mol), flag and its reason,
+    the smallest atom similarity to the training atoms, and the training amons used."""
+    uncertainty = dataset["uncertainty"].values * KCAL
+    similarity = dataset["atom_similarity"].values
+    return [
+        {
+            "id": str(query_id),
+            "error_kcal_mol": round(float(errors_kcal[k]), 4),
+            "uncertainty_kcal_mol": round(float(uncertainty[k]), 4),
+            "flagged": bool(flagged[k]),
+            "flag_reason": str(dataset["flag_reason"].values[k]),
+            "atom_similarity": None if np.isnan(similarity[k]) else round(float(similarity[k]), 4),
+            "n_train": int(dataset["n_train"].values[k]),
+        }
+        for k, query_id in enumerate(dataset["query_id"].values)
+    ]
+
+
 def build_store(args: argparse.Namespace, workspace: Any, client: Any) -> dict[str, Any]:
     import amondask
     from amondask.store.amons import AmonStore
@@ -289,6 +308,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 }
                 for k in worst
             ],
+            # every test molecule, so that the flags can be analysed without predicting again
+            "per_molecule": per_molecule_records(dataset, errors, flagged),
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "amon_labels_core_hours": round(float(label_seconds.sum()) / 3600.0, 3),

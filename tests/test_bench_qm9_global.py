@@ -96,3 +96,31 @@ def test_test_labels_cache_round_trip(bench, tmp_path):
     # Other molecules: the cache is not used.
     bench.cached_test_labels(path, Fake(), molecules[:2], None)
     assert calls == [3, 2]
+
+
+def test_per_molecule_records_carry_every_test_molecule(bench):
+    import json
+
+    import xarray as xr
+
+    ids = ["qm9_000001", "qm9_000002", "qm9_000003"]
+    dataset = xr.Dataset(
+        {
+            "uncertainty": ("query_id", np.array([1.0, 2.0, 0.5]) / bench.KCAL),
+            "atom_similarity": ("query_id", np.array([0.9, np.nan, 0.31])),
+            "flag_reason": ("query_id", np.array(["", "ring-system", "uncovered"])),
+            "n_train": ("query_id", np.array([40, 51, 12])),
+        },
+        coords={"query_id": ids},
+    )
+    errors = np.array([0.25, -3.5, 7.125])
+    flagged = np.array([False, True, True])
+    records = bench.per_molecule_records(dataset, errors, flagged)
+    assert [r["id"] for r in records] == ids
+    assert [r["error_kcal_mol"] for r in records] == [0.25, -3.5, 7.125]
+    assert [r["uncertainty_kcal_mol"] for r in records] == [1.0, 2.0, 0.5]
+    assert [r["flagged"] for r in records] == [False, True, True]
+    assert [r["flag_reason"] for r in records] == ["", "ring-system", "uncovered"]
+    assert [r["atom_similarity"] for r in records] == [0.9, None, 0.31]
+    assert [r["n_train"] for r in records] == [40, 51, 12]
+    assert json.loads(json.dumps(records)) == records  # plain JSON values only
