@@ -277,10 +277,17 @@ class _AmonBuilder:
     ) -> list[Amon]:
         """The Amon records of ``found`` (conformers when ``settings`` is given).
 
+        Conformers of one amon: its occurrences are visited in the order of their signatures
+        (so the result does not depend on the query's atom numbering) and grouped greedily by
+        :func:`first_same_conformer` on their capped query geometries; with ``relax`` only each
+        group's first occurrence is relaxed, and groups whose relaxed geometries are the same
+        conformer are merged. *Choice*: the authors relax every occurrence; occurrences whose
+        capped geometries are already within the threshold (mostly symmetry copies) are
+        relaxed once here.
+
         The geometry work runs in phases over all amons of the query at once (occurrence
         geometries; their signatures; groups; relaxation; relaxed signatures; merged
-        conformers), so that the signatures of all same-sized geometries are one call; each
-        amon's result is what :meth:`conformers` describes.
+        conformers), so that the signatures of all same-sized geometries are one call.
         """
         if settings is None:
             return [self.record(entry, ()) for entry in found]
@@ -297,11 +304,12 @@ class _AmonBuilder:
             for entry, ms, sigs in zip(found, molecules, signatures, strict=True)
         ]
         if relax:
-            rejected = [self.relax(entry_groups, settings) for entry_groups in groups]
+            for entry_groups in groups:
+                self.relax(entry_groups, settings)
             relaxed = _signatures_by_size([[g.positions for g in gs] for gs in groups])
             groups = [
-                self.merge_relaxed(entry, gs, sigs, bad, settings.conformer_threshold)
-                for entry, gs, sigs, bad in zip(found, groups, relaxed, rejected, strict=True)
+                self.merge_relaxed(entry, gs, sigs, settings.conformer_threshold)
+                for entry, gs, sigs in zip(found, groups, relaxed, strict=True)
             ]
         return [
             self.record(entry, self.conformer_records(entry, entry_groups, settings))
@@ -331,25 +339,11 @@ class _AmonBuilder:
             molecule=molecule,
         )
 
-    def conformers(
-        self, entry: AmonGraph, settings: _GeometrySettings, relax: bool
-    ) -> tuple[AmonConformer, ...]:
-        """Distinct geometries of one amon over its occurrences.
-
-        Occurrences are visited in the order of their signatures (so the result does not depend
-        on the query's atom numbering) and grouped greedily by :func:`first_same_conformer` on
-        their capped query geometries; with ``relax`` only each group's first occurrence is
-        relaxed, and groups whose relaxed geometries are the same conformer are merged.
-        *Choice*: the authors relax every occurrence; occurrences whose capped geometries are
-        already within the threshold (mostly symmetry copies) are relaxed once here.
-        """
-        return self.amons([entry], settings, relax)[0].conformers
-
     @staticmethod
     def groups(
         entry: AmonGraph, molecules: list[Molecule], signatures: np.ndarray, threshold: float
     ) -> list[_Group]:
-        """Occurrences grouped by their capped query geometries (see :meth:`conformers`)."""
+        """Occurrences grouped by their capped query geometries (see :meth:`amons`)."""
         # visit occurrences by their geometry, not their atom numbers, so that the groups and
         # their representatives do not depend on how the query's atoms are numbered
         rounded = np.round(signatures, 8).tolist()
@@ -366,10 +360,9 @@ class _AmonBuilder:
         return groups
 
     @staticmethod
-    def relax(groups: list[_Group], settings: _GeometrySettings) -> list[_Group]:
-        """Relax each group's representative (MMFF94); returns the groups whose dihedrals
-        moved beyond the tolerance."""
-        rejected = []
+    def relax(groups: list[_Group], settings: _GeometrySettings) -> None:
+        """Relax each group's representative (MMFF94), in place; a group whose dihedrals moved
+        beyond the tolerance is marked not accepted."""
         for group in groups:
             outcome = relax_amon(
                 group.molecule,
@@ -380,27 +373,24 @@ class _AmonBuilder:
             group.positions = outcome.positions
             group.relaxed = outcome.accepted and not outcome.message
             group.torsion_change = outcome.max_torsion_change_degrees
+            group.accepted = outcome.accepted
             if outcome.message:
                 group.warnings.append(outcome.message)
-            if not outcome.accepted:
-                rejected.append(group)
-        return rejected
 
     @staticmethod
     def merge_relaxed(
         entry: AmonGraph,
         groups: list[_Group],
         relaxed_signatures: np.ndarray,
-        rejected: list[_Group],
         threshold: float,
     ) -> list[_Group]:
         """The accepted groups, merged where their relaxed geometries are the same conformer."""
         for group, signature in zip(groups, relaxed_signatures, strict=True):
             group.signature = signature
-        accepted = [group for group in groups if group not in rejected]
+        accepted = [group for group in groups if group.accepted]
         if not accepted:
             # every geometry moved under MMFF94: keep the least-moved one, flagged
-            accepted = [min(rejected, key=lambda group: group.torsion_change)]
+            accepted = [min(groups, key=lambda group: group.torsion_change)]
         merged: list[_Group] = []
         kept = []
         for group in accepted:
@@ -475,5 +465,6 @@ class _Group:
     occurrence_indices: list[int]
     positions: np.ndarray | None = None  # relaxed positions (angstrom), when relaxed
     relaxed: bool = False
+    accepted: bool = True  # False when relaxing moved a dihedral beyond the tolerance
     torsion_change: float = 0.0
     warnings: list[str] = field(default_factory=list)
