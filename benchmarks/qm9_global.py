@@ -37,6 +37,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from qm9_remedy import BAD_KCAL, SD_SWEEP_KCAL, separation  # noqa: E402
 from qm9_sample import machine_record, qm9_query_table, write_query_extxyz  # noqa: E402
 
 KCAL = 627.509474
@@ -180,6 +181,25 @@ def per_molecule_records(dataset: Any, errors_kcal: np.ndarray, flagged: np.ndar
     ]
 
 
+def flag_sweep(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """How each test separates the bad (|error| > 2 kcal/mol) from the good, from the
+    :func:`per_molecule_records` alone: the ring-system test, the coverage test, the posterior sd
+    above each threshold of ``SD_SWEEP_KCAL``, and the combined flag; each a :func:`separation`
+    (recall, precision). Molecules without a finite error are left out."""
+    kept = [r for r in records if np.isfinite(r["error_kcal_mol"])]
+    bad = np.array([abs(r["error_kcal_mol"]) > BAD_KCAL for r in kept], dtype=bool)
+    reasons = [set(r["flag_reason"].split(",")) for r in kept]
+    sd = np.array([r["uncertainty_kcal_mol"] for r in kept], dtype=float)
+    with np.errstate(invalid="ignore"):
+        sweep = {str(t): separation(np.nan_to_num(sd, nan=-1.0) > t, bad) for t in SD_SWEEP_KCAL}
+    return {
+        "ring_system": separation(np.array(["ring-system" in r for r in reasons], bool), bad),
+        "coverage": separation(np.array(["coverage" in r for r in reasons], bool), bad),
+        "uncertainty_sweep": sweep,
+        "combined": separation(np.array([r["flagged"] for r in kept], bool), bad),
+    }
+
+
 def build_store(args: argparse.Namespace, workspace: Any, client: Any) -> dict[str, Any]:
     import amondask
     from amondask.store.amons import AmonStore
@@ -271,6 +291,7 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     for label in labels:
         status_counts[label.status] = status_counts.get(label.status, 0) + 1
     worst = np.argsort(-np.abs(errors))[:10]
+    records = per_molecule_records(dataset, errors, flagged)
     return {
         "benchmark": "qm9_global",
         "command": " ".join(["python3", *sys.argv]),
@@ -309,7 +330,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
                 for k in worst
             ],
             # every test molecule, so that the flags can be analysed without predicting again
-            "per_molecule": per_molecule_records(dataset, errors, flagged),
+            "per_molecule": records,
+            "flag_sweep": flag_sweep(records),
         },
         "seconds": {k: round(v, 1) for k, v in seconds.items()},
         "amon_labels_core_hours": round(float(label_seconds.sum()) / 3600.0, 3),
@@ -345,12 +367,36 @@ def markdown(result: dict[str, Any]) -> str:
         f"{f['n_flagged']} flagged in all; MAE of the unflagged "
         + (f"{f['mae_unflagged']:.2f}." if f["mae_unflagged"] is not None else "-."),
         "",
+        *flag_table(test.get("flag_sweep")),
         "Seconds per stage: "
         + ", ".join(f"{k.removesuffix('_s')} {v:.0f}" for k, v in result["seconds"].items())
         + f" (the amon labels cost {result['amon_labels_core_hours']:.2f} core-hours when made).",
         "",
     ]
     return "\n".join(lines)
+
+
+def flag_table(sweep: dict[str, Any] | None) -> list[str]:
+    """Markdown lines: each flag test's recall and precision (nothing for a result without
+    per-molecule records)."""
+    if not sweep:
+        return []
+    rows = [("ring system > N_I", sweep["ring_system"]), ("not covered", sweep["coverage"])]
+    rows += [(f"sd > {t} kcal/mol", s) for t, s in sweep["uncertainty_sweep"].items()]
+    rows.append(("**combined flag**", sweep["combined"]))
+    lines = [
+        f"Flag tests (bad: |error| > {BAD_KCAL} kcal/mol; recall: of the bad, the share flagged; "
+        "precision: of the flagged, the share bad):",
+        "",
+        "| test | bad | flagged | bad flagged | recall | precision |",
+        "|---|---:|---:|---:|---:|---:|",
+    ]
+    for name, s in rows:
+        lines.append(
+            f"| {name} | {s['n_bad']} | {s['n_flagged']} | {s['n_bad_flagged']} | "
+            f"{s['recall']:.2f} | {s['precision']:.2f} |"
+        )
+    return [*lines, ""]
 
 
 def main() -> None:
@@ -368,7 +414,21 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", type=Path, default=RESULTS / "qm9_global.json")
     parser.add_argument("--quiet", action="store_true")
+    parser.add_argument(
+        "--markdown-from",
+        type=Path,
+        metavar="JSON",
+        help="only rewrite the Markdown of a result JSON (adding its flag sweep)",
+    )
     args = parser.parse_args()
+    if args.markdown_from:
+        result = json.loads(args.markdown_from.read_text())
+        if result["test"].get("per_molecule"):
+            result["test"]["flag_sweep"] = flag_sweep(result["test"]["per_molecule"])
+            args.markdown_from.write_text(json.dumps(result, indent=1) + "\n")
+        args.markdown_from.with_suffix(".md").write_text(markdown(result))
+        print(markdown(result))
+        return
     args.workspace = args.workspace or str(Path(args.workdir) / "ws.zarr")
     result = run_benchmark(args)
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -124,3 +124,41 @@ def test_per_molecule_records_carry_every_test_molecule(bench):
     assert [r["atom_similarity"] for r in records] == [0.9, None, 0.31]
     assert [r["n_train"] for r in records] == [40, 51, 12]
     assert json.loads(json.dumps(records)) == records  # plain JSON values only
+
+
+def test_flag_sweep_against_a_loop(bench):
+    records = [
+        {"error_kcal_mol": e, "uncertainty_kcal_mol": sd, "flagged": f, "flag_reason": reason}
+        for e, sd, f, reason in [
+            (0.5, 0.2, False, ""),
+            (-2.5, 1.2, True, "uncertainty"),
+            (3.0, 0.8, True, "ring-system"),
+            (float("nan"), 4.0, True, "uncertainty"),  # no reference: left out
+            (1.0, 3.5, True, "ring-system,uncertainty"),
+            (-4.0, 0.1, False, ""),
+            (2.2, float("nan"), True, "coverage"),
+        ]
+    ]
+    sweep = bench.flag_sweep(records)
+    kept = [r for r in records if r["error_kcal_mol"] == r["error_kcal_mol"]]
+    bad = [abs(r["error_kcal_mol"]) > 2 for r in kept]
+    assert sum(bad) == 4
+
+    def expect(flags):
+        hits = sum(f and b for f, b in zip(flags, bad, strict=True))
+        return hits, sum(flags)
+
+    for threshold in bench.SD_SWEEP_KCAL:
+        flags = [r["uncertainty_kcal_mol"] > threshold for r in kept]  # NaN: not above
+        got = sweep["uncertainty_sweep"][str(threshold)]
+        assert (got["n_bad_flagged"], got["n_flagged"]) == expect(flags)
+        assert got["n_bad"] == 4
+    ring = sweep["ring_system"]
+    assert (ring["n_bad_flagged"], ring["n_flagged"]) == (1, 2)
+    assert ring["recall"] == pytest.approx(1 / 4) and ring["precision"] == pytest.approx(1 / 2)
+    assert (sweep["coverage"]["n_bad_flagged"], sweep["coverage"]["n_flagged"]) == (1, 1)
+    combined = sweep["combined"]
+    assert (combined["n_bad_flagged"], combined["n_flagged"]) == (3, 4)
+    table = "\n".join(bench.flag_table(sweep))
+    assert "| **combined flag** | 4 | 4 | 3 | 0.75 | 0.75 |" in table
+    assert bench.flag_table(None) == []
