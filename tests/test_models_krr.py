@@ -151,6 +151,88 @@ def test_uncertainty_is_the_gp_posterior_std(small_set):
     assert on_train.max() < np.median(dataset.uncertainty.values)
 
 
+def test_uncertainty_factor_limit_and_one_thread_blas_above_the_threshold(small_set, monkeypatch):
+    """The factor is skipped above ``uncertainty-max-train`` (NaN uncertainty, same energies);
+    above ``solve.single-thread-blas-above`` it is computed with BLAS limited to one thread (the
+    threaded OpenBLAS Cholesky has segfaulted at n >= 16000); the uncertainty is the same."""
+    import dask
+    import scipy.linalg
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    threads_seen = []
+    cholesky = scipy.linalg.cholesky
+
+    def recording_cholesky(*args, **kwargs):  # the solver uses LAPACK directly: factor only
+        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+        threads_seen.append(max(blas))
+        return cholesky(*args, **kwargs)
+
+    monkeypatch.setattr(scipy.linalg, "cholesky", recording_cholesky)
+    elements = sorted({int(z) for numbers, _ in small_set["train"] for z in numbers})
+    n = len(small_set["y_train"])
+    settings = {
+        "guarded": {"uncertainty-max-train": n, "single-thread-blas-above": n - 1},
+        "unguarded": {"uncertainty-max-train": n, "single-thread-blas-above": n},
+        "skipped": {"uncertainty-max-train": n - 1, "single-thread-blas-above": n},
+    }
+    threads, predictions = {}, {}
+    for name, values in settings.items():
+        threads_seen.clear()
+        with (
+            threadpool_limits(limits=2, user_api="blas"),
+            dask.config.set(
+                {
+                    "amondask.models.uncertainty-max-train": values["uncertainty-max-train"],
+                    "amondask.solve.single-thread-blas-above": values["single-thread-blas-above"],
+                }
+            ),
+        ):
+            model = AmonKRR(kernel="precomputed", solver="scipy").fit(
+                small_set["k_train"],
+                small_set["y_train"],
+                element_counts=explicit_counts(small_set["train"], elements),
+            )
+        threads[name] = list(threads_seen)
+        predictions[name] = model.predict(
+            small_set["k_test"],
+            element_counts=explicit_counts(small_set["test"], elements),
+            self_kernel_values=small_set["k_test_self"],
+            return_dataset=True,
+        )
+    assert threads["guarded"] == [1]
+    assert threads["unguarded"] == [2] and threads["skipped"] == []
+    guarded = predictions["guarded"].uncertainty.values
+    assert (guarded > 0).all()
+    np.testing.assert_allclose(guarded, predictions["unguarded"].uncertainty.values, rtol=1e-8)
+    assert np.isnan(predictions["skipped"].uncertainty.values).all()
+    np.testing.assert_allclose(
+        predictions["skipped"].energy.values, predictions["guarded"].energy.values, rtol=1e-12
+    )
+
+
+def test_uncertainty_factor_that_does_not_fit_in_memory_is_skipped_with_a_warning(
+    small_set, monkeypatch
+):
+    import psutil
+
+    class Tight:
+        available = 8 * len(small_set["y_train"]) ** 2  # needs 2x that (K is kept intact)
+
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
+    with pytest.warns(UserWarning, match="no posterior uncertainty.*GiB"):
+        model = AmonKRR(kernel="precomputed", baseline=None, solver="scipy").fit(
+            small_set["k_train"], small_set["y_train"]
+        )
+    assert model.train_factor_ is None
+    monkeypatch.setattr(Tight, "available", 10**12)
+    assert (
+        AmonKRR(kernel="precomputed", baseline=None, solver="scipy")
+        .fit(small_set["k_train"], small_set["y_train"])
+        .train_factor_
+        is not None
+    )
+
+
 def test_precomputed_uncertainty_and_coverage(small_set):
     elements = sorted({int(z) for n, _ in small_set["train"] for z in n})
     model = AmonKRR(kernel="precomputed").fit(

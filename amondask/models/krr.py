@@ -68,6 +68,7 @@ from amondask.models.basis import (
 from amondask.models.metrics import mean_absolute_error_kcal_per_mol, r2_score
 from amondask.represent import ElementBlock, slatm_mbtypes
 from amondask.solve import solve
+from amondask.solve.cholesky import blas_thread_guard
 
 KERNELS = ("gaussian", "laplacian", "precomputed")
 BASELINES = ("per-element", None)
@@ -411,11 +412,27 @@ class AmonKRR:
         n = self.n_train_
         if n > int(config.get("models.uncertainty-max-train")):
             return None
+        import psutil
+
+        need = 8 * n * n * (2 if isinstance(train_kernel, np.ndarray) else 1)
+        available = int(psutil.virtual_memory().available)
+        if need > float(config.get("solve.memory-fraction")) * available:
+            warnings.warn(
+                f"no posterior uncertainty (NaN): its Cholesky factor (n={n}) needs "
+                f"{need / 2**30:.1f} GiB, more than amondask.solve.memory-fraction of the "
+                f"{available / 2**30:.1f} GiB available; train where there is more memory, or "
+                "lower amondask.models.uncertainty-max-train to skip it silently",
+                stacklevel=3,
+            )
+            return None
         # a loaded (zarr/dask) K is ours to overwrite; a numpy K is the caller's
         matrix = np.array(_dense(train_kernel), copy=isinstance(train_kernel, np.ndarray))
         matrix[np.diag_indices(n)] += float(self.alpha)
         try:
-            return scipy.linalg.cholesky(matrix, lower=True, overwrite_a=True, check_finite=False)
+            with blas_thread_guard(n):  # threaded OpenBLAS Cholesky has segfaulted at large n
+                return scipy.linalg.cholesky(
+                    matrix, lower=True, overwrite_a=True, check_finite=False
+                )
         except np.linalg.LinAlgError:
             warnings.warn(
                 f"K + lambda I (n={n}, lambda={self.alpha:g}) is not positive definite: no "
