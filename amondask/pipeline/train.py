@@ -281,7 +281,9 @@ def predict_molecules(
     ``molecules``: :class:`amondask.chem.Molecule` objects with 3D geometries (angstrom), e.g.
     relaxed at the model's level. Runs in this process, ``molecule_chunk`` molecules at a time;
     memory: the training conformers' aSLATM (n_atoms x d_Z float64; 4.4 GB for the 18,845
-    amons of all of QM9, 273,000 atoms x 2,031 features) plus one chunk's kernel.
+    amons of all of QM9, 273,000 atoms x 2,031 features), the model's Cholesky factor for the
+    uncertainty (8 n_train^2 bytes; 2.8 GB for 18,677 training conformers) and one chunk's
+    kernel.
 
     Returns an xarray Dataset indexed by the molecules' ids (energies in hartree).
     """
