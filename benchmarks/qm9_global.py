@@ -267,7 +267,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         )
         seconds["represent_s"] = time.perf_counter() - clock
         clock = time.perf_counter()
-        print(kernel_workspace(workspace, cols="amons", client=client).format())
+        report = kernel_workspace(workspace, cols="amons", client=client, progress=not args.quiet)
+        print(report.format())
         seconds["kernel_s"] = time.perf_counter() - clock
         clock = time.perf_counter()
         report = train_workspace(workspace, level)

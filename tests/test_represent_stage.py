@@ -152,7 +152,7 @@ def test_kernels_equal_in_memory_local_kernel(workspace):
         assert np.exp(-(far**2) / (2 * amons.sigma[z] ** 2)) == pytest.approx(0.5, rel=1e-9)
 
 
-def test_kernel_stage_on_two_worker_processes(workspace):
+def test_kernel_stage_on_two_worker_processes(workspace, capsys):
     from distributed import Client, LocalCluster
 
     represent_workspace(workspace, client=SERIAL, progress=False)
@@ -162,6 +162,28 @@ def test_kernel_stage_on_two_worker_processes(workspace):
     with LocalCluster(n_workers=2, threads_per_worker=1, processes=True) as cluster:
         with Client(cluster) as client:
             represent_workspace(workspace, client=client, progress=False)
-            distributed = kernel_workspace(workspace, client=client, block_size=4)
+            capsys.readouterr()
+            distributed = kernel_workspace(workspace, client=client, block_size=4, progress=True)
+    # the progress bar counts the blocks the worker processes wrote
+    blocks = workspace.root["kernels/amons-amons/K_done"].size
+    assert blocks > 1
+    assert f"{blocks}/{blocks}" in capsys.readouterr().err
     assert distributed.sigma == serial.sigma
     np.testing.assert_allclose(open_kernel(workspace)[:], expected, rtol=1e-13, atol=1e-13)
+
+
+def test_blocks_progress_bar_counts_the_done_markers(capsys):
+    import zarr
+
+    from amondask.pipeline.kernel import blocks_progress_bar
+
+    group = zarr.open_group(zarr.storage.MemoryStore(), mode="w")
+    with blocks_progress_bar(group, "K", "kernel test", interval_s=0.01):
+        markers = group.create_array("K_done", shape=(2, 3), dtype="uint8", fill_value=0)
+        markers[0, :] = 1
+        markers[1, 1] = 1
+    err = capsys.readouterr().err
+    assert "kernel test:  67%" in err and "4/6" in err
+    with blocks_progress_bar(group, "K", "kernel off", enabled=False):
+        pass
+    assert "kernel off" not in capsys.readouterr().err

@@ -269,7 +269,7 @@ def evaluate_workspace(
         client=client,
         progress=progress,
     )
-    kernel_workspace(workspace, cols=representation, client=client)
+    kernel_workspace(workspace, cols=representation, client=client, progress=progress)
 
     n_queries = workspace.queries.n_rows
     labels = labels_frame(workspace, level, "queries")

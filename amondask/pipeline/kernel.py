@@ -16,8 +16,13 @@ rebuilt (``overwrite``), since a kernel's block plan is fixed by its shape.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import numpy as np
 
 from amondask import config
 from amondask.pipeline.represent import open_representation
@@ -70,8 +75,10 @@ def kernel_workspace(
     sigma: float | dict[int, float] | None = None,
     block_size: int | None = None,
     client: Any = None,
+    progress: bool = False,
 ) -> KernelReport:
-    """Build K(amons, ``cols``) into ``kernels/amons-<cols>/K``; resumable."""
+    """Build K(amons, ``cols``) into ``kernels/amons-<cols>/K``; resumable. ``progress``: a bar
+    of the blocks written (already written ones included), whatever the scheduler."""
     import time
 
     from amondask.kernels import write_kernel
@@ -84,18 +91,19 @@ def kernel_workspace(
     group = workspace.root.require_group(f"kernels/{kernel_group_name(cols)}")
     existing = group.get("K")
     overwrite = existing is not None and tuple(existing.shape) != (n_rows, n_cols)
-    write_kernel(
-        rows,
-        None if cols == "amons" else columns,
-        group,
-        sigma=widths,
-        kernel=kernel,
-        block_size=block_size,
-        n_row_molecules=n_rows,
-        n_col_molecules=n_cols,
-        overwrite=overwrite,
-        scheduler="sync" if client is SERIAL else None,
-    )
+    with blocks_progress_bar(group, "K", f"kernel {kernel_group_name(cols)}", enabled=progress):
+        write_kernel(
+            rows,
+            None if cols == "amons" else columns,
+            group,
+            sigma=widths,
+            kernel=kernel,
+            block_size=block_size,
+            n_row_molecules=n_rows,
+            n_col_molecules=n_cols,
+            overwrite=overwrite,
+            scheduler="sync" if client is SERIAL else None,
+        )
     as_dict = widths if isinstance(widths, dict) else {z: float(widths) for z in rows}
     return KernelReport(
         name=kernel_group_name(cols),
@@ -104,6 +112,47 @@ def kernel_workspace(
         sigma={int(z): float(s) for z, s in as_dict.items()},
         seconds=time.perf_counter() - started,
     )
+
+
+@contextlib.contextmanager
+def blocks_progress_bar(
+    group: Any, name: str, description: str, *, enabled: bool = True, interval_s: float = 2.0
+) -> Iterator[None]:
+    """A progress bar of the kernel blocks written while the body runs: a thread reads the
+    done-markers ``group[name + "_done"]`` (written by the block tasks, wherever they run)
+    every ``interval_s`` seconds. A symmetric kernel counts both triangles."""
+    if not enabled:
+        yield
+        return
+    from tqdm.auto import tqdm
+
+    bar = tqdm(desc=description, unit="block", total=None)
+    stop = threading.Event()
+
+    def update() -> None:
+        markers = group.get(f"{name}_done")
+        if markers is None:  # not created yet
+            return
+        done = markers[...]
+        bar.total = int(done.size)
+        bar.n = int(np.count_nonzero(done))
+        bar.refresh()
+
+    def poll() -> None:
+        while not stop.wait(interval_s):
+            with contextlib.suppress(Exception):  # a marker chunk being written: next time
+                update()
+
+    thread = threading.Thread(target=poll, name="kernel-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        with contextlib.suppress(Exception):
+            update()
+        bar.close()
 
 
 def open_kernel(workspace: Workspace, cols: Columns = "amons") -> Any:
@@ -135,4 +184,6 @@ def kernels(
         workspace = Workspace(workspace)
     columns: list[Columns] = ["amons", "queries"] if queries else ["amons"]
     with get_client(client, scheduler=scheduler, n_workers=n_workers, quiet=not progress) as active:
-        return [kernel_workspace(workspace, cols=c, client=active) for c in columns]
+        return [
+            kernel_workspace(workspace, cols=c, client=active, progress=progress) for c in columns
+        ]

@@ -118,8 +118,8 @@ def run(
             workspace, target="queries", client=active, progress=progress
         )
         clock = stage("represent", clock, f"{report.format()}; {report_queries.format()}")
-        amon_kernel = kernel_workspace(workspace, cols="amons", client=active)
-        query_kernel = kernel_workspace(workspace, cols="queries", client=active)
+        amon_kernel = kernel_workspace(workspace, cols="amons", client=active, progress=progress)
+        query_kernel = kernel_workspace(workspace, cols="queries", client=active, progress=progress)
         clock = stage("kernel", clock, f"{amon_kernel.format()}; {query_kernel.format()}")
         if protocol == "per-query":
             dataset = predict_per_query(workspace, level, client=active)
