@@ -374,6 +374,8 @@ def markdown(result: dict[str, Any]) -> str:
         + f" (the amon labels cost {result['amon_labels_core_hours']:.2f} core-hours when made).",
         "",
     ]
+    if result.get("note"):  # how the run went, added by hand (resumed, contended, ...)
+        lines += [result["note"], ""]
     return "\n".join(lines)
 
 
