@@ -152,22 +152,35 @@ def test_uncertainty_is_the_gp_posterior_std(small_set):
 
 
 def test_uncertainty_factor_limit_and_one_thread_blas_above_the_threshold(small_set, monkeypatch):
-    """The factor is skipped above ``uncertainty-max-train`` (NaN uncertainty, same energies);
-    above ``solve.single-thread-blas-above`` it is computed with BLAS limited to one thread (the
-    threaded OpenBLAS Cholesky has segfaulted at n >= 16000); the uncertainty is the same."""
+    """With a solver that keeps no factor (PCG), the model factors K + lambda I itself: skipped
+    above ``uncertainty-max-train`` (NaN uncertainty, same energies); above
+    ``solve.single-thread-blas-above`` with BLAS limited to one thread (the threaded OpenBLAS
+    Cholesky has segfaulted at n >= 16000); the uncertainty is the same."""
     import dask
     import scipy.linalg
     from threadpoolctl import threadpool_info, threadpool_limits
 
-    threads_seen = []
-    cholesky = scipy.linalg.cholesky
+    from amondask.models import krr
 
-    def recording_cholesky(*args, **kwargs):  # the solver uses LAPACK directly: factor only
-        blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
-        threads_seen.append(max(blas))
+    threads_seen, inside_factor = [], []
+    cholesky = scipy.linalg.cholesky
+    own_factor = krr.AmonKRR._factor
+
+    def recording_cholesky(*args, **kwargs):  # PCG's preconditioner factors too: not counted
+        if inside_factor:
+            blas = [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+            threads_seen.append(max(blas))
         return cholesky(*args, **kwargs)
 
+    def recording_factor(self, train_kernel):
+        inside_factor.append(True)
+        try:
+            return own_factor(self, train_kernel)
+        finally:
+            inside_factor.clear()
+
     monkeypatch.setattr(scipy.linalg, "cholesky", recording_cholesky)
+    monkeypatch.setattr(krr.AmonKRR, "_factor", recording_factor)
     elements = sorted({int(z) for numbers, _ in small_set["train"] for z in numbers})
     n = len(small_set["y_train"])
     settings = {
@@ -187,7 +200,7 @@ def test_uncertainty_factor_limit_and_one_thread_blas_above_the_threshold(small_
                 }
             ),
         ):
-            model = AmonKRR(kernel="precomputed", solver="scipy").fit(
+            model = AmonKRR(kernel="precomputed", solver="pcg").fit(
                 small_set["k_train"],
                 small_set["y_train"],
                 element_counts=explicit_counts(small_set["train"], elements),
@@ -210,6 +223,34 @@ def test_uncertainty_factor_limit_and_one_thread_blas_above_the_threshold(small_
     )
 
 
+def test_the_in_memory_solves_factor_is_reused_for_the_uncertainty(small_set, monkeypatch):
+    """The scipy solve keeps its Cholesky factor (upper triangle zero, L L^T = K + lambda I);
+    the model uses it instead of factoring K + lambda I a second time."""
+    from amondask.solve import solve
+
+    k_train, y = small_set["k_train"], small_set["y_train"]
+    result = solve(k_train, y, 1e-4, method="scipy", keep_factor=True)
+    lower = result.factor
+    assert lower is not None
+    np.testing.assert_array_equal(np.triu(lower, 1), 0.0)
+    np.testing.assert_allclose(lower @ lower.T, k_train + 1e-4 * np.eye(len(y)), atol=1e-9)
+    assert solve(k_train, y, 1e-4, method="scipy").factor is None  # not asked: not kept
+    assert solve(k_train, y, 1e-4, method="pcg", keep_factor=True).factor is None
+
+    from amondask.models import krr
+
+    calls = []
+    own_factor = krr.AmonKRR._factor
+    monkeypatch.setattr(
+        krr.AmonKRR, "_factor", lambda self, kernel: calls.append(1) or own_factor(self, kernel)
+    )
+    reused = AmonKRR(kernel="precomputed", baseline=None, solver="scipy").fit(k_train, y)
+    assert calls == []
+    own = AmonKRR(kernel="precomputed", baseline=None, solver="pcg").fit(k_train, y)
+    assert calls == [1]
+    np.testing.assert_allclose(reused.train_factor_, own.train_factor_, rtol=1e-10, atol=1e-12)
+
+
 def test_uncertainty_factor_that_does_not_fit_in_memory_is_skipped_with_a_warning(
     small_set, monkeypatch
 ):
@@ -220,13 +261,13 @@ def test_uncertainty_factor_that_does_not_fit_in_memory_is_skipped_with_a_warnin
 
     monkeypatch.setattr(psutil, "virtual_memory", lambda: Tight())
     with pytest.warns(UserWarning, match="no posterior uncertainty.*GiB"):
-        model = AmonKRR(kernel="precomputed", baseline=None, solver="scipy").fit(
+        model = AmonKRR(kernel="precomputed", baseline=None, solver="pcg").fit(
             small_set["k_train"], small_set["y_train"]
         )
     assert model.train_factor_ is None
     monkeypatch.setattr(Tight, "available", 10**12)
     assert (
-        AmonKRR(kernel="precomputed", baseline=None, solver="scipy")
+        AmonKRR(kernel="precomputed", baseline=None, solver="pcg")
         .fit(small_set["k_train"], small_set["y_train"])
         .train_factor_
         is not None

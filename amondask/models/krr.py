@@ -333,7 +333,14 @@ class AmonKRR:
         else:
             self.baseline_coef_ = None
             residual_targets = energies
-        result = solve(train_kernel, residual_targets, float(self.alpha), method=self.solver)
+        wants_factor = self.uncertainty and n <= int(config.get("models.uncertainty-max-train"))
+        result = solve(
+            train_kernel,
+            residual_targets,
+            float(self.alpha),
+            method=self.solver,
+            keep_factor=wants_factor,
+        )
         self.dual_coef_ = np.asarray(result.x, dtype=np.float64).reshape(-1)
         self.solve_info_ = {
             "method": result.method,
@@ -343,7 +350,14 @@ class AmonKRR:
             "choice": str(result.info.get("choice", "")),
         }
         self.signal_variance_ = max(float(residual_targets @ self.dual_coef_) / max(n, 1), 0.0)
-        self.train_factor_ = self._factor(train_kernel) if self.uncertainty else None
+        # the in-memory solve's own factor when it kept one; else factor K + lambda I here
+        self.train_factor_ = (
+            result.factor
+            if result.factor is not None
+            else self._factor(train_kernel)
+            if wants_factor
+            else None
+        )
         return self
 
     def _fit_inputs_precomputed(
@@ -410,8 +424,6 @@ class AmonKRR:
 
     def _factor(self, train_kernel: Any) -> np.ndarray | None:
         n = self.n_train_
-        if n > int(config.get("models.uncertainty-max-train")):
-            return None
         import psutil
 
         need = 8 * n * n * (2 if isinstance(train_kernel, np.ndarray) else 1)

@@ -89,6 +89,7 @@ def cholesky_solve(
     jitter_growth: float | None = None,
     jitter_tries: int | None = None,
     single_thread_above: int | None = None,
+    keep_factor: bool = False,
 ) -> SolveResult:
     """Solve (K + lambda I) x = y by Cholesky, with the jitter-then-least-squares fallback.
 
@@ -110,6 +111,9 @@ def cholesky_solve(
         Fallback jitter schedule (``amondask.solve.jitter-*`` by default).
     single_thread_above
         n above which BLAS runs single-threaded (see :func:`blas_thread_guard`).
+    keep_factor
+        Return the Cholesky factor of K + lambda I in ``result.factor`` (e.g. for a posterior
+        variance) when no jitter was needed, instead of dropping it.
 
     Returns
     -------
@@ -195,6 +199,11 @@ def cholesky_solve(
     residual = float("nan")
     if compute_residual and not in_place:
         residual = relative_residual(kernel @ x, x, targets, regularization)
+    kept = None
+    if keep_factor and factored and used_jitter == 0.0:
+        for column in range(1, n):  # dpotrf(clean=0) left K's upper triangle: zero it
+            factor[:column, column] = 0.0
+        kept = factor
     return SolveResult(
         x=x,
         method="scipy",
@@ -202,4 +211,5 @@ def cholesky_solve(
         residual=residual,
         wall_time_s=time.perf_counter() - started,
         info={"jitter": used_jitter, "fallback": fallback},
+        factor=kept,
     )

@@ -171,7 +171,9 @@ def solve(
         Passed to the chosen solver (e.g. ``tolerance``, ``landmarks`` for PCG; ``tile_size``,
         ``algorithm`` for dask-cholesky). The direct solvers report the true residual by
         default, which costs one more pass over K (for a lazily computed dask K, computing it
-        again): pass ``compute_residual=False`` to skip it.
+        again): pass ``compute_residual=False`` to skip it. ``keep_factor=True`` keeps the
+        Cholesky factor of K + lambda I in ``result.factor`` when the method is ``"scipy"``
+        (ignored by the others).
 
     Returns
     -------
@@ -196,7 +198,9 @@ def solve(
             "solved with method='pcg' (or 'auto')"
         )
 
+    keep_factor = bool(options.pop("keep_factor", False))
     if method == "scipy":
+        options["keep_factor"] = keep_factor
         if kind == "numpy":
             result = cholesky_solve(kernel, targets, regularization, **options)
         else:

@@ -33,6 +33,9 @@ class SolveResult:
         starting with the initial one; empty for direct solvers.
     info
         Method-specific details (tolerance, landmarks, tile size, jitter, ...).
+    factor
+        ``"scipy"`` asked with ``keep_factor=True``: the (n, n) lower Cholesky factor L of
+        K + lambda I (upper triangle zero), when no jitter was needed; else None.
     """
 
     x: np.ndarray
@@ -43,6 +46,7 @@ class SolveResult:
     converged: bool = True
     residual_history: list[float] = field(default_factory=list)
     info: dict[str, Any] = field(default_factory=dict)
+    factor: np.ndarray | None = field(default=None, repr=False)
 
     def __repr__(self) -> str:
         return (
