@@ -85,6 +85,19 @@ def test_partitioning_does_not_change_the_store(
     assert_same_content(store_content(workspace), reference)
 
 
+def test_partitions_start_largest_first(tmp_path, queries):
+    """The parts are submitted by estimated cost (sum of squared atom counts), largest first;
+    equal costs keep their order. Checked against a loop over the molecules themselves."""
+    workspace = Workspace(tmp_path / "ws.zarr")
+    read_into_workspace(list(queries), workspace, progress=False)
+    partitions = [(0, 3), (3, 4), (4, 9), (9, 12)]
+    cost = {(a, b): sum(queries[k].n_atoms ** 2 for k in range(a, b)) for a, b in partitions}
+    expected = sorted(partitions, key=lambda p: (-cost[p], partitions.index(p)))
+    assert extract_module.largest_first(workspace, partitions) == expected
+    assert expected[0] == (4, 9) and expected[-1] == (3, 4)
+    assert extract_module.largest_first(workspace, [(2, 5)]) == [(2, 5)]
+
+
 def test_two_worker_processes_give_the_serial_store(tmp_path, queries, reference):
     from distributed import Client, LocalCluster
 

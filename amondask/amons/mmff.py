@@ -41,6 +41,8 @@ _ALGEBRA_FASTMATH = {"reassoc", "contract"}
 #: cache (inlining changes), so that worker processes wrote a store 2e-15 angstrom off the
 #: serial one (caught by the fresh-clone CI); they were 5% faster on the whole extraction.
 _ENERGY_FASTMATH = {"nsz", "arcp"}
+#: a line search starts at most this many times the last accepted step length (at most 1)
+_STEP_GROWTH = 4.0
 #: isotropic curvature (kcal/mol/A^2) added to the bond stretches in the BFGS start Hessian
 _ISOTROPIC_CURVATURE = 100.0
 _COULOMB = 332.0716  # kcal A / (mol e^2)
@@ -749,6 +751,11 @@ def _minimize(
     y_vec = np.empty(m)
     hy = np.empty(m)
     max_step = 0.3  # angstrom per coordinate
+    # the accepted step length of the last iteration: the next line search starts at most
+    # STEP_GROWTH times longer (a full step when the last one was), instead of always at 1. Once
+    # the stiff dihedral restraints engage, full quasi-Newton steps overshoot into them; starting
+    # near the last accepted length cut the energy evaluations of the restrained step by ~30%.
+    last_alpha = 1.0
     for iteration in range(max_iterations):
         g_max = 0.0
         for p in range(m):
@@ -761,7 +768,7 @@ def _minimize(
             # not a descent direction: restart from the model Hessian
             _reset_inverse_hessian(inverse_hessian, x, free, bonds, bond_params, isotropic)
             slope, biggest = _direction(inverse_hessian, g, step)
-        alpha = 1.0
+        alpha = min(1.0, _STEP_GROWTH * last_alpha)
         if biggest > max_step:
             alpha = max_step / biggest
         # backtracking line search (Armijo), quadratic interpolation
@@ -789,6 +796,7 @@ def _minimize(
             alpha = trial
         if not accepted:
             return energy, iteration, evaluations, False  # no decrease: stalled
+        last_alpha = alpha
         # BFGS update of the inverse Hessian with s = x_new - x, y = g_new - g
         sy = 0.0
         ss = 0.0
