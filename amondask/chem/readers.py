@@ -1,4 +1,4 @@
-"""Readers: SMILES lists, .smi/.txt, .csv, .sdf/.mol and .xyz/.extxyz, behind one entry point.
+"""Readers: SMILES lists, .smi/.txt, .csv, .sdf/.mol, .xyz/.extxyz and .pdb, behind one entry point.
 
     >>> result = read_molecules(["CCO", "c1ccccc1", "not-a-smiles"])
     >>> len(result.molecules), len(result.errors)
@@ -16,8 +16,16 @@ Record ids: the id given in the input (second field of a .smi line, the ``id``/`
 of a CSV, the title line of an SDF record, ``id=``/``name=`` in an extended-XYZ comment), else one
 made from the file name and the position: ``<stem>:L<line>`` for line-based files,
 ``<stem>:R<record>`` for SDF records, ``<stem>:F<frame>`` for XYZ frames (so files without ids
-can share a workspace), and ``<first_index + k>`` for the k-th item of a list. Ids must be unique
-within one input.
+can share a workspace), ``<stem>`` for a PDB file of one model and ``<stem>:M<model>`` for each
+model of a multi-model one, and ``<first_index + k>`` for the k-th item of a list. Ids must be
+unique within one input.
+
+PDB files (proteins, peptides, nucleic acids, ligands) are read with RDKit. With hydrogen atoms,
+the bonds and bond orders are perceived from the coordinates, as for XYZ (PDB files carry no
+bond orders). Without them (as most crystal structures), the residues must all be standard ones
+whose bond orders RDKit knows (:data:`PDB_TEMPLATE_RESIDUES`); the hydrogens are then added at
+standard positions, in the neutral forms (COOH, NH2). A PDB file is read whole, one record per
+MODEL.
 """
 
 from __future__ import annotations
@@ -65,7 +73,16 @@ FORMATS = {
     ".mol": "sdf",
     ".xyz": "xyz",
     ".extxyz": "xyz",
+    ".pdb": "pdb",
+    ".ent": "pdb",
 }
+
+#: Residues whose bond orders RDKit's PDB reader sets from its own templates: the 20 standard
+#: amino acids (and HIS/CYS variants named by protonation), the capping groups ACE and NME.
+PDB_TEMPLATE_RESIDUES = frozenset(
+    "ALA ARG ASN ASP CYS GLN GLU GLY HIS ILE LEU LYS MET PHE PRO SER THR TRP TYR VAL "
+    "ACE NME".split()
+)
 
 RDLogger.DisableLog("rdApp.*")  # RDKit's own messages go to stderr; ours go to error rows
 
@@ -121,7 +138,7 @@ def detect_format(path: Path) -> str:
         known = ", ".join(sorted(FORMATS))
         raise InputError(
             f"cannot tell the format of {path} from its suffix; use one of {known} "
-            "(optionally .gz) or pass format='smiles'|'csv'|'sdf'|'xyz'"
+            "(optionally .gz) or pass format='smiles'|'csv'|'sdf'|'xyz'|'pdb'"
         )
     return fmt
 
@@ -406,6 +423,44 @@ def _xyz_frames(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
         yield RawRecord(record_id, location, (atom_lines, info), metadata=metadata, problem=problem)
 
 
+def _pdb_models(handle: IO[bytes], name: str) -> Iterator[RawRecord]:
+    """One record per MODEL of a PDB file (the whole file when it has no MODEL lines); CONECT
+    lines, which come after the models, apply to each."""
+    text, problem = _decode(handle.read(), name)
+    lines = text.splitlines()
+    conect = [line for line in lines if line.startswith("CONECT")]
+    models: list[tuple[int, list[str]]] = []
+    current: list[str] | None = None
+    start = 1
+    for number, line in enumerate(lines, start=1):
+        record = line[:6].strip()
+        if record == "MODEL":
+            current, start = [], number
+        elif record == "ENDMDL":
+            if current is not None:
+                models.append((start, current))
+            current = None
+        elif record in ("ATOM", "HETATM", "TER"):
+            if current is None:
+                current, start = [], number
+                models.append((start, current))  # atoms outside MODEL lines: one model
+            current.append(line)
+    models = [(start, atoms) for start, atoms in models if atoms]
+    stem = _stem(name)
+    if not models:
+        yield RawRecord(
+            stem,
+            f"{name}:1",
+            None,
+            problem=problem or f"{name} holds no ATOM or HETATM lines; is it a PDB file?",
+        )
+        return
+    for number, (start, atoms) in enumerate(models, start=1):
+        record_id = stem if len(models) == 1 else f"{stem}:M{number}"
+        block = "\n".join(atoms + conect + ["END"])
+        yield RawRecord(record_id, f"{name}:{start}", block, problem=problem)
+
+
 # ---- record -> Molecule ------------------------------------------------------------------------
 def _molecule_from_smiles(record: RawRecord) -> Molecule:
     smiles = record.payload
@@ -481,6 +536,53 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
     )
 
 
+def _molecule_from_pdb(record: RawRecord) -> Molecule:
+    """A PDB model: bonds from the coordinates when it has H atoms, else from RDKit's residue
+    templates with the H atoms added (see the module doc)."""
+    mol = Chem.MolFromPDBBlock(record.payload, sanitize=False, removeHs=False)
+    if mol is None or mol.GetNumAtoms() == 0:
+        raise ParseError(
+            "RDKit cannot read this PDB model (check the ATOM/HETATM columns: the coordinates "
+            "in columns 31-54, the element in 77-78)"
+        )
+    check_size(mol.GetNumHeavyAtoms(), record.record_id)
+    residues = sorted(
+        {
+            atom.GetPDBResidueInfo().GetResidueName().strip()
+            for atom in mol.GetAtoms()
+            if atom.GetPDBResidueInfo() is not None
+        }
+    )
+    metadata = {"residues": " ".join(residues)}
+    if any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):
+        bare = Chem.RWMol()
+        for atom in mol.GetAtoms():
+            bare.AddAtom(Chem.Atom(atom.GetAtomicNum()))
+        bare_mol = bare.GetMol()
+        bare_mol.AddConformer(Chem.Conformer(mol.GetConformer()), assignId=True)
+        check_positions(np.asarray(mol.GetConformer().GetPositions()), record.record_id)
+        return molecule_from_parsed(
+            perceive_bonds_from_geometry(bare_mol), record.record_id, metadata=metadata
+        )
+    unknown = [name for name in residues if name not in PDB_TEMPLATE_RESIDUES]
+    if unknown:
+        raise SanitizationError(
+            f"the PDB model has no hydrogen atoms and holds residues without a bond-order "
+            f"template ({', '.join(unknown[:5])}): their bond orders are unknown. Add the "
+            "hydrogen atoms (e.g. with PDBFixer, reduce or Open Babel -h) or give the molecule "
+            "as SDF with bond orders; remove waters and ions (HOH, NA, CL) to read the rest"
+        )
+    try:
+        Chem.SanitizeMol(mol)
+    except Exception as exc:
+        raise SanitizationError(
+            f"RDKit rejects the PDB model ({str(exc).strip()[:100]}); check for missing atoms "
+            "or alternate locations, or add the hydrogen atoms"
+        ) from exc
+    with_h = Chem.AddHs(mol, addCoords=True)
+    return molecule_from_parsed(with_h, record.record_id, metadata=metadata, sanitized=True)
+
+
 #: Ways to find the bonds of a bare geometry, tried in order (RDKit's rdDetermineBonds):
 #: covalent radii times 1.15 first (the 1.3 of RDKit's default also bonds the 1.87 angstrom
 #: cross-ring C...C of bicyclo[1.1.1]pentanes: 5% of QM9 failed that way), then RDKit's
@@ -515,6 +617,7 @@ _CONVERTERS = {
     "csv": _molecule_from_smiles,
     "sdf": _molecule_from_molblock,
     "xyz": _molecule_from_xyz,
+    "pdb": _molecule_from_pdb,
 }
 
 
@@ -575,6 +678,8 @@ def _record_stream(
                 records = _csv_rows(handle, path.name, smiles_column, id_column)
             elif fmt == "sdf":
                 records = _sdf_records(handle, path.name)
+            elif fmt == "pdb":
+                records = _pdb_models(handle, path.name)
             else:
                 records = _xyz_frames(handle, path.name)
             n_records = 0

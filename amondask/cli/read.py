@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("queries", nargs="+", metavar="QUERIES", help="molecule file(s)")
     add_workspace_argument(parser)
     parser.add_argument(
-        "--format", choices=["smiles", "csv", "sdf", "xyz"], help="override the file format"
+        "--format", choices=["smiles", "csv", "sdf", "xyz", "pdb"], help="override the file format"
     )
     parser.add_argument("--smiles-column", help="CSV column holding SMILES (default: 'smiles')")
     parser.add_argument("--id-column", help="CSV column holding record ids (default: 'id')")
