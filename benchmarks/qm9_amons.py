@@ -43,7 +43,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qm9_sample import machine_record, qm9_query_table, write_query_extxyz  # noqa: E402
+from qm9_sample import (  # noqa: E402
+    machine_record,
+    qm9_query_table,
+    run_and_evaluate,
+    write_query_extxyz,
+)
 
 KCAL = 627.509474
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -389,10 +394,8 @@ def plot_curves(result: dict[str, Any], path: Path) -> Path:
 
 
 def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
-    import amondask
     from amondask.cluster import get_client
     from amondask.label import get_labeler
-    from amondask.pipeline.evaluate import format_evaluation
     from amondask.store.workspace import Workspace
 
     n = 20 if args.quick else 10000 if args.large else args.n
@@ -405,32 +408,17 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
     queries = write_query_extxyz(table, workdir / f"qm9_{n}_seed{args.seed}.xyz")
     path = workdir / f"qm9_{n}_seed{args.seed}_n{args.max_heavy_atoms}.zarr"
     labeler = get_labeler("xtb")
-    stage_seconds = {"sample": sample_seconds}
-    evaluations = {}
     with get_client(None, n_workers=args.workers, quiet=True) as client:
-        predictions = amondask.run(
+        evaluations, stage_seconds = run_and_evaluate(
             str(queries),
-            str(path),
+            path,
+            labeler,
             max_heavy_atoms=args.max_heavy_atoms,
-            labeler=labeler,
-            protocol="global",
             client=client,
-            progress=not args.quiet,
-            echo=True,
+            quiet=args.quiet,
+            plots_prefix=str(workdir / f"qm9_{n}") if args.plots else None,
         )
-        stage_seconds.update(predictions.attrs["stage_seconds"])
-        for protocol in ("global", "per-query"):
-            clock = time.perf_counter()
-            evaluations[protocol] = amondask.evaluate(
-                str(path),
-                labeler,
-                protocol=protocol,
-                client=client,
-                progress=not args.quiet,
-                plots=str(workdir / f"qm9_{n}_{protocol}") if args.plots else None,
-            )
-            stage_seconds[f"evaluate {protocol}"] = time.perf_counter() - clock
-            print(format_evaluation(evaluations[protocol]))
+        stage_seconds = {"sample": sample_seconds, **stage_seconds}
         workspace = Workspace(str(path))
         level = labeler.level_of_theory
         hyper = None

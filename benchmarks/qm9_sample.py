@@ -99,3 +99,42 @@ def machine_record(workers: int | None, load_start: tuple[float, ...]) -> dict:
         "load_average_start": list(load_start),
         "load_average_end": list(os.getloadavg()),
     }
+
+
+def run_and_evaluate(
+    queries, path, labeler, *, max_heavy_atoms: int, client, quiet: bool, plots_prefix=None
+) -> tuple[dict, dict[str, float]]:
+    """``amondask.run`` (global protocol) on ``queries`` into workspace ``path``, then
+    ``amondask.evaluate`` for the global and the per-query protocol, each printed. Returns the
+    evaluations by protocol and the wall time of every stage (s). ``plots_prefix``: a path
+    prefix for each protocol's PNGs (``<prefix>_<protocol>_...``), None for none."""
+    import time
+
+    import amondask
+    from amondask.pipeline.evaluate import format_evaluation
+
+    predictions = amondask.run(
+        queries,
+        str(path),
+        max_heavy_atoms=max_heavy_atoms,
+        labeler=labeler,
+        protocol="global",
+        client=client,
+        progress=not quiet,
+        echo=True,
+    )
+    stage_seconds = dict(predictions.attrs["stage_seconds"])
+    evaluations = {}
+    for protocol in ("global", "per-query"):
+        clock = time.perf_counter()
+        evaluations[protocol] = amondask.evaluate(
+            str(path),
+            labeler,
+            protocol=protocol,
+            client=client,
+            progress=not quiet,
+            plots=f"{plots_prefix}_{protocol}" if plots_prefix else None,
+        )
+        stage_seconds[f"evaluate {protocol}"] = time.perf_counter() - clock
+        print(format_evaluation(evaluations[protocol]))
+    return evaluations, stage_seconds
