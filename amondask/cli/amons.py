@@ -25,8 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Extract the amons of each query: every H-capped fragment with at most N_I heavy "
             "atoms that keeps each atom's element, charge, coordination and pi bonds, with how "
             "often it occurs. The argument is a SMILES string or a molecule file (.smi/.txt, "
-            ".csv, .sdf/.mol, .xyz/.extxyz). Queries that fail are reported on stderr and the "
-            "rest is processed."
+            ".csv, .sdf/.mol, .xyz/.extxyz, .pdb). Queries that fail are reported on stderr and "
+            "the rest is processed."
         ),
     )
     parser.add_argument("query", metavar="SMILES_OR_FILE", help="a SMILES string or a file")

@@ -16,10 +16,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "read",
         help="read and validate query molecules into a workspace",
         description=(
-            "Read query molecules (.smi/.txt, .csv, .sdf/.mol, .xyz/.extxyz, optionally .gz) into "
-            "the workspace's queries/ table. Molecules given as graphs get an ETKDG+MMFF94 3D "
-            "geometry. Bad records are stored as error rows (see `amondask info W --errors`) "
-            "and the rest is read. Re-reading the same file changes nothing."
+            "Read query molecules (.smi/.txt, .csv, .sdf/.mol, .xyz/.extxyz, .pdb, optionally "
+            ".gz) into the workspace's queries/ table. Molecules given as graphs get an "
+            "ETKDG+MMFF94 3D geometry. Bad records are stored as error rows (see `amondask "
+            "info W --errors`) and the rest is read. Re-reading the same file changes nothing."
         ),
     )
     parser.add_argument("queries", nargs="+", metavar="QUERIES", help="molecule file(s)")
