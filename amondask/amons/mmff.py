@@ -752,9 +752,11 @@ def _minimize(
     hy = np.empty(m)
     max_step = 0.3  # angstrom per coordinate
     # the accepted step length of the last iteration: the next line search starts at most
-    # STEP_GROWTH times longer (a full step when the last one was), instead of always at 1. Once
+    # _STEP_GROWTH times longer (a full step when the last one was), instead of always at 1. Once
     # the stiff dihedral restraints engage, full quasi-Newton steps overshoot into them; starting
-    # near the last accepted length cut the energy evaluations of the restrained step by ~30%.
+    # near the last accepted length cut the energy evaluations of the restrained step by 20-30%
+    # on QM9 amons (8% less CPU for whole queries). The minima's energies agree to 0.003
+    # kcal/mol; along flat modes 1% of the geometries end 0.1-0.2 A away (a different path).
     last_alpha = 1.0
     for iteration in range(max_iterations):
         g_max = 0.0
