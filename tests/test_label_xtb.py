@@ -108,9 +108,23 @@ def test_hydrogen_on_wrong_atom_is_topology_changed():
 
 def test_step_limit_gives_not_converged(methane):
     distorted = methane.with_positions(methane.positions * 1.15)
-    label = XTBLabeler(max_steps=1, cache_size=0).label(distorted)
+    label = XTBLabeler(max_steps=1, max_steps_per_atom=0, cache_size=0).label(distorted)
     assert label.status == "not-converged" and not label.converged
     assert label.n_steps == 1 and np.isfinite(label.energy_hartree)
+    assert "not converged in 1 steps" in label.message
+
+
+def test_step_limit_grows_with_the_atom_count(methane):
+    """max(max_steps, max_steps_per_atom * n_atoms): 2 steps per atom give methane (5 atoms)
+    10 steps where max_steps alone gives 1, and a floor of 500 stays for small molecules."""
+    assert XTBLabeler(max_steps=500, max_steps_per_atom=5).step_limit(5) == 500
+    assert XTBLabeler(max_steps=500, max_steps_per_atom=5).step_limit(177) == 885
+    assert XTBLabeler(max_steps=500, max_steps_per_atom=0).step_limit(177) == 500
+    distorted = methane.with_positions(methane.positions * 1.15)
+    labeler = XTBLabeler(max_steps=1, max_steps_per_atom=2, fmax_ev_per_angstrom=1e-6)
+    label = labeler.label(distorted)
+    assert label.n_steps == 10 and not label.converged
+    assert "not converged in 10 steps" in label.message
 
 
 def test_scf_failure_raises_label_error_and_batch_goes_on():

@@ -352,7 +352,8 @@ class PySCFLabeler(CachingLabeler):
                     if not prerelaxed.converged:
                         raise LabelError(
                             f"the GFN2-xTB pre-relaxation did not converge in "
-                            f"{self._xtb.max_steps} steps; label without prerelax_xtb"
+                            f"{self._xtb.step_limit(molecule.n_atoms)} steps; label without "
+                            "prerelax_xtb"
                         )
                     molecule = molecule.with_positions(prerelaxed.positions)
                     n_steps = prerelaxed.n_steps
