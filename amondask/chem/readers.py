@@ -497,7 +497,7 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
     except (ValueError, IndexError) as exc:
         raise ParseError(f"bad extended-XYZ Properties field: {exc}; fix the comment line") from exc
     table = Chem.GetPeriodicTable()
-    rw = Chem.RWMol()
+    numbers: list[int] = []
     positions = []
     for k, line in enumerate(atom_lines):
         fields = line.split()
@@ -516,23 +516,42 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
                 f"atom line {k + 1} of the frame ({line.strip()[:60]!r}) is not "
                 f"'element x y z': {exc}; fix the line"
             ) from exc
-        atom = Chem.Atom(number)
-        rw.AddAtom(atom)
+        numbers.append(number)
         positions.append(xyz)
     if not positions:
         raise ParseError("the frame holds no atoms; remove it")
-    check_size(sum(atom.GetAtomicNum() > 1 for atom in rw.GetAtoms()), record.record_id)
-    positions_array = np.array(positions, dtype=np.float64)
-    check_positions(positions_array, record.record_id)
-    conf = Chem.Conformer(len(positions))
-    for index, (x, y, z) in enumerate(positions):
+    return _molecule_from_atoms(
+        numbers,
+        np.array(positions, dtype=np.float64),
+        record.record_id,
+        charge=int(float(info.get("charge", 0) or 0)),
+        metadata=record.metadata,
+    )
+
+
+def _molecule_from_atoms(
+    numbers: Sequence[int],
+    positions: np.ndarray,
+    record_id: str,
+    *,
+    charge: int = 0,
+    metadata: dict[str, str] | None = None,
+) -> Molecule:
+    """A Molecule from bare atoms (atomic numbers, positions (n, 3) in angstrom): size and
+    coordinates checked, then bonds and bond orders perceived from the geometry."""
+    check_size(sum(int(z) > 1 for z in numbers), record_id)
+    check_positions(positions, record_id)
+    rw = Chem.RWMol()
+    for number in numbers:
+        rw.AddAtom(Chem.Atom(int(number)))
+    conf = Chem.Conformer(len(numbers))
+    for index, (x, y, z) in enumerate(positions.tolist()):
         conf.SetAtomPosition(index, Point3D(x, y, z))
     conf.Set3D(True)
     mol = rw.GetMol()
     mol.AddConformer(conf, assignId=True)
-    charge = int(float(info.get("charge", 0) or 0))
     return molecule_from_parsed(
-        perceive_bonds_from_geometry(mol, charge), record.record_id, metadata=record.metadata
+        perceive_bonds_from_geometry(mol, charge), record_id, metadata=metadata
     )
 
 
@@ -554,16 +573,10 @@ def _molecule_from_pdb(record: RawRecord) -> Molecule:
         }
     )
     metadata = {"residues": " ".join(residues)}
-    if any(atom.GetAtomicNum() == 1 for atom in mol.GetAtoms()):
-        bare = Chem.RWMol()
-        for atom in mol.GetAtoms():
-            bare.AddAtom(Chem.Atom(atom.GetAtomicNum()))
-        bare_mol = bare.GetMol()
-        bare_mol.AddConformer(Chem.Conformer(mol.GetConformer()), assignId=True)
-        check_positions(np.asarray(mol.GetConformer().GetPositions()), record.record_id)
-        return molecule_from_parsed(
-            perceive_bonds_from_geometry(bare_mol), record.record_id, metadata=metadata
-        )
+    numbers = [atom.GetAtomicNum() for atom in mol.GetAtoms()]
+    if 1 in numbers:  # all H atoms given: the bonds from the geometry, as for XYZ
+        positions = np.asarray(mol.GetConformer().GetPositions(), dtype=np.float64)
+        return _molecule_from_atoms(numbers, positions, record.record_id, metadata=metadata)
     unknown = [name for name in residues if name not in PDB_TEMPLATE_RESIDUES]
     if unknown:
         raise SanitizationError(

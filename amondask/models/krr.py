@@ -351,13 +351,9 @@ class AmonKRR:
         }
         self.signal_variance_ = max(float(residual_targets @ self.dual_coef_) / max(n, 1), 0.0)
         # the in-memory solve's own factor when it kept one; else factor K + lambda I here
-        self.train_factor_ = (
-            result.factor
-            if result.factor is not None
-            else self._factor(train_kernel)
-            if wants_factor
-            else None
-        )
+        self.train_factor_ = result.factor
+        if self.train_factor_ is None and wants_factor:
+            self.train_factor_ = self._factor(train_kernel)
         return self
 
     def _fit_inputs_precomputed(
