@@ -26,7 +26,9 @@ def _commands() -> dict[str, argparse.ArgumentParser]:
 
 COMMANDS = sorted(_commands())
 # Commands that open an existing workspace given as the positional W, or as --workspace W.
+# (verify reports an unopenable workspace as its one problem, on standard output)
 POSITIONAL_WORKSPACE = [c for c in ("info", "export", "evaluate") if c in COMMANDS]
+WORKSPACE_READERS = [*POSITIONAL_WORKSPACE, "verify"]
 
 
 def _usage_error(argv: list[str], capsys) -> str:
@@ -207,8 +209,9 @@ def test_read_rebuild_with_a_missing_file_keeps_the_workspace(tmp_path, capsys):
         ["extract", "-w", "W", "--workers", "0"],
         ["label", "-w", "W", "--workers", "0"],
         *[[command, "W"] for command in POSITIONAL_WORKSPACE],
+        *[[command, "-w", "W"] for command in POSITIONAL_WORKSPACE],
     ],
-    ids=lambda argv: argv[0],
+    ids=lambda argv: " ".join(argv[:2]),
 )
 def test_a_missing_workspace_is_one_line_and_not_created(argv, tmp_path, capsys):
     workspace = tmp_path / "nowhere.zarr"
@@ -217,6 +220,17 @@ def test_a_missing_workspace_is_one_line_and_not_created(argv, tmp_path, capsys)
     line = _assert_one_line_error(capsys.readouterr().err, argv[0])
     assert f"no workspace at {workspace}" in line
     assert not workspace.exists()
+
+
+@pytest.mark.parametrize("command", WORKSPACE_READERS)
+def test_a_workspace_is_asked_for_once(command, capsys):
+    """W or --workspace W (as `run` takes it): neither, or two different ones, is a one-line
+    usage error with exit code 2 that says what to give."""
+    assert main([command]) == 2
+    assert "give the workspace" in _assert_one_line_error(capsys.readouterr().err, command)
+    assert main([command, "a.zarr", "-w", "b.zarr"]) == 2
+    line = _assert_one_line_error(capsys.readouterr().err, command)
+    assert "two workspaces given" in line
 
 
 def test_run_on_a_workspace_without_queries_asks_for_them(tmp_path, capsys):

@@ -58,6 +58,13 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "handler", None):
         parser.print_help()
         return 2
+    if hasattr(args, "workspace_option"):
+        from amondask.cli.common import resolve_workspace_argument
+
+        problem = resolve_workspace_argument(args)
+        if problem:
+            print(f"amondask {args.command}: error: {problem}", file=sys.stderr)
+            return 2
     try:
         from contextlib import nullcontext
 

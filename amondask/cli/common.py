@@ -122,6 +122,26 @@ def add_workspace_argument(parser: argparse.ArgumentParser, *, required: bool = 
     )
 
 
+def add_existing_workspace_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    """The workspace of a command that reads one: ``W`` as a positional argument, or
+    ``--workspace/-w W`` as `run` and `extract` take it (:func:`resolve_workspace_argument`)."""
+    parser.add_argument("workspace", metavar="W", nargs="?", help=help_text)
+    parser.add_argument(
+        "--workspace", "-w", dest="workspace_option", metavar="W", help="the same as W"
+    )
+
+
+def resolve_workspace_argument(args: argparse.Namespace) -> str | None:
+    """Set ``args.workspace`` from W or ``--workspace``; returns an error message (None: fine)."""
+    option = getattr(args, "workspace_option", None)
+    if args.workspace and option and args.workspace != option:
+        return f"two workspaces given, {args.workspace} and --workspace {option}; give one"
+    args.workspace = args.workspace or option
+    if not args.workspace:
+        return f"give the workspace: amondask {args.command} W (or --workspace W)"
+    return None
+
+
 def add_progress_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="do not show progress bars")
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from amondask.cli.common import (
     add_cluster_arguments,
+    add_existing_workspace_argument,
     add_model_arguments,
     add_progress_argument,
     print_json,
@@ -27,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "per-query errors in the workspace (evaluations/). Resumable like every stage."
         ),
     )
-    parser.add_argument("workspace", metavar="W", help="a workspace after `amondask run`")
+    add_existing_workspace_argument(parser, "a workspace after `amondask run`")
     add_model_arguments(
         parser, protocol_help="which model to evaluate (default: the one whose predictions W has)"
     )

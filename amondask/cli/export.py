@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from amondask.cli.common import add_existing_workspace_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "baseline (kcal/mol), uncertainty, coverage flag, number of amons."
         ),
     )
-    parser.add_argument("workspace", metavar="W")
+    add_existing_workspace_argument(parser, "a workspace after `amondask run`")
     parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
     parser.add_argument("--model", default="global", help="model name (default: global)")
     parser.add_argument("--output", "-o", help="output file (default: standard output for CSV)")

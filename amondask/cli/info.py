@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from amondask.cli.common import print_json
+from amondask.cli.common import add_existing_workspace_argument, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a workspace",
         description="Print a workspace's parameters, contents and error counts.",
     )
-    parser.add_argument("workspace", metavar="W", help="the workspace directory or URL")
+    add_existing_workspace_argument(parser, "the workspace directory or URL")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON")
     parser.add_argument(
         "--errors", action="store_true", help="list the error rows (record, stage, message)"

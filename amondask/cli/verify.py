@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from amondask.cli.common import print_json
+from amondask.cli.common import add_existing_workspace_argument, print_json
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "half-written rows."
         ),
     )
-    parser.add_argument("workspace", metavar="W", help="the workspace directory or URL")
+    add_existing_workspace_argument(parser, "the workspace directory or URL")
     parser.add_argument("--json", action="store_true", help="print problems and notes as JSON")
     parser.set_defaults(handler=run)
 
