@@ -94,6 +94,8 @@ def test_extract_command_serial_then_info(tmp_path, capsys, examples_dir):
         "amon_rules": "paper",
         "max_heavy_atoms": 3,
         "max_conformers_per_amon": None,
+        "amon_relax": True,
+        "noncovalent_amons": None,
     }
     amons = summary["amons"]
     assert amons["queries_extracted"] == 12

@@ -21,10 +21,12 @@ from amondask.amons.geometry import (
     cap_positions,
     conformer_signatures,
     first_same_conformer,
+    is_covalent_key,
     min_nonbonded_distance,
     relax_amon,
 )
 from amondask.amons.graphs import AmonGraph, AmonOccurrence, find_amon_graphs
+from amondask.amons.noncovalent import NoncovalentSettings, find_noncovalent_amon_graphs
 from amondask.amons.query import QueryGraph, bits, query_graph
 from amondask.amons.rules import check_rule_set
 from amondask.chem.molecule import Molecule
@@ -114,10 +116,11 @@ def extract_amons(
     *,
     rules: str | None = None,
     geometry: bool = True,
-    relax: bool = True,
+    relax: bool | None = None,
     seed: int | None = None,
     min_heavy_atoms: int = 1,
     containing: Sequence[int] | None = None,
+    noncovalent: NoncovalentSettings | None = None,
 ) -> list[Amon]:
     """Every amon of ``molecule`` with at most ``max_heavy_atoms`` heavy atoms.
 
@@ -125,8 +128,14 @@ def extract_amons(
     default to ``amondask.max-heavy-atoms`` and ``amondask.amon-rules``. With ``geometry``, each
     amon gets 3D conformers built from the query's coordinates (a graph-only query is embedded
     first with ETKDG + MMFF94, seeded by ``seed``, default ``amondask.geometry.seed``); with
-    ``relax`` they are relaxed with MMFF94 as the authors do. Raises AmonError (or another
+    ``relax`` (default ``amondask.amons.relax``) they are relaxed with MMFF94 as the authors
+    do, else they keep the query's geometry with H caps. Raises AmonError (or another
     AmondaskError) for a query that cannot be processed.
+
+    ``noncovalent`` (default ``amondask.amons.noncovalent``, off): for a query of several
+    molecules, also the non-covalent amons, combinations of covalent amons of different
+    molecules in contact (:mod:`amondask.amons.noncovalent`), at the query's geometry, never
+    relaxed; they need the query's own coordinates.
 
     Options for amons beyond the plain set (off by default; used by the outlier remedy,
     :mod:`amondask.pipeline.remedy`): ``min_heavy_atoms`` keeps only amons of at least that many
@@ -138,7 +147,11 @@ def extract_amons(
     if max_heavy_atoms < 1:
         raise AmonError(f"max_heavy_atoms must be at least 1, got {max_heavy_atoms}")
     rules = check_rule_set(str(config.get("amon-rules", rules)))
+    relax = bool(config.get("amons.relax", relax))
+    if noncovalent is None:
+        noncovalent = NoncovalentSettings.from_config()
     query = as_query_molecule(molecule)
+    query_positions = query.positions  # the contacts between molecules are the input's
     if geometry and query.positions is None:
         from amondask.chem.geometry import embed_molecule
 
@@ -146,11 +159,19 @@ def extract_amons(
     try:
         graph = query_graph(query.rdkit_mol, record_id=query.id)
         found = find_amon_graphs(graph, max_heavy_atoms, rules)
+        combined = find_noncovalent_amon_graphs(
+            graph, query_positions, found, noncovalent, max_heavy_atoms
+        )
         if min_heavy_atoms > 1 or containing is not None:
             found = _restrict(graph, found, min_heavy_atoms, containing)
+            combined = _restrict(graph, combined, min_heavy_atoms, containing)
         builder = _AmonBuilder(graph, query)
         settings = _GeometrySettings.from_config() if geometry else None
-        return builder.amons(found, settings, relax)
+        amons = builder.amons(found, settings, relax)
+        if combined:
+            amons += builder.amons(combined, settings, relax=False)
+            amons.sort(key=lambda amon: (amon.n_heavy, amon.key))
+        return amons
     except AmonError as exc:
         if exc.record_id is None:
             exc.record_id = query.id
@@ -350,8 +371,11 @@ class _AmonBuilder:
         order = sorted(range(len(molecules)), key=lambda index: (tuple(rounded[index]), index))
         groups: list[_Group] = []
         kept: list[np.ndarray] = []
+        covalent = is_covalent_key(entry.key)
         for index in order:
-            match = first_same_conformer(kept, signatures[index], entry.n_heavy, threshold)
+            match = first_same_conformer(
+                kept, signatures[index], entry.n_heavy, threshold, covalent=covalent
+            )
             if match is None:
                 groups.append(_Group(molecules[index], signatures[index], [index]))
                 kept.append(signatures[index])
@@ -393,8 +417,11 @@ class _AmonBuilder:
             accepted = [min(groups, key=lambda group: group.torsion_change)]
         merged: list[_Group] = []
         kept = []
+        covalent = is_covalent_key(entry.key)
         for group in accepted:
-            match = first_same_conformer(kept, group.signature, entry.n_heavy, threshold)
+            match = first_same_conformer(
+                kept, group.signature, entry.n_heavy, threshold, covalent=covalent
+            )
             if match is None:
                 merged.append(group)
                 kept.append(group.signature)

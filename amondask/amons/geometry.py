@@ -23,9 +23,12 @@ Conformers, the authors' criterion (binghuang2018/aqml, ``cheminfo/oechem/amon.p
 geometry is described by :func:`conformer_signature` (per atom, the sum of inverse distances to
 all other atoms, H included, no nuclear charges, sorted), and a geometry is a new conformer of
 its amon when its L1 distance (:func:`conformer_distance`, absolute, 1/angstrom) to *every*
-kept conformer exceeds the threshold; amons of at most
+kept conformer exceeds the threshold; (covalent) amons of at most
 :data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms have one conformer. Both the per-query
-dedup and the cross-query merge decide with :func:`first_same_conformer`.
+dedup and the cross-query merge decide with :func:`first_same_conformer`. Non-covalent amons
+(:mod:`.noncovalent`: several molecules, a key with ``.``) keep every distinct geometry however
+few their heavy atoms: two water molecules are one amon graph, and how they sit is all they
+tell.
 """
 
 from __future__ import annotations
@@ -171,20 +174,32 @@ def conformer_distance(signature_a: np.ndarray, signature_b: np.ndarray) -> floa
     return float(_l1_distance(_as_vector(signature_a), _as_vector(signature_b)))
 
 
+def is_covalent_key(key: str) -> bool:
+    """True for the key of a covalent amon (one molecule), False for a non-covalent one (several
+    molecules: canonical SMILES with ``.``)."""
+    return "." not in key
+
+
 def first_same_conformer(
-    kept: np.ndarray | Sequence[np.ndarray], signature: np.ndarray, n_heavy: int, threshold: float
+    kept: np.ndarray | Sequence[np.ndarray],
+    signature: np.ndarray,
+    n_heavy: int,
+    threshold: float,
+    *,
+    covalent: bool = True,
 ) -> int | None:
     """Index of the first of the ``kept`` signatures (m, n) of one amon that ``signature`` is
     the same conformer as, or None when it is a new conformer.
 
-    Same conformer: :func:`conformer_distance` at most ``threshold`` (1/angstrom); an amon of
-    at most :data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms has only one conformer.
+    Same conformer: :func:`conformer_distance` at most ``threshold`` (1/angstrom); a
+    ``covalent`` amon of at most :data:`SINGLE_CONFORMER_MAX_HEAVY_ATOMS` heavy atoms has only
+    one conformer (a non-covalent one is compared like any other, see the module doc).
     Compiled, stopping at the first match: the merge calls it for every query's conformer
     against up to thousands of kept ones.
     """
     if len(kept) == 0:
         return None
-    if n_heavy <= SINGLE_CONFORMER_MAX_HEAVY_ATOMS:
+    if covalent and n_heavy <= SINGLE_CONFORMER_MAX_HEAVY_ATOMS:
         return 0
     match = _first_within(_as_matrix(kept), _as_vector(signature), float(threshold))
     return None if match < 0 else int(match)

@@ -108,11 +108,22 @@ PART_CONFORMER_COLUMNS = {"query": Column("int64"), "local": Column("int32")}
 
 
 def _extract_part(
-    spec: Any, start: int, stop: int, max_heavy_atoms: int, rules: str, n_buckets: int
+    spec: Any,
+    start: int,
+    stop: int,
+    max_heavy_atoms: int,
+    rules: str,
+    relax: bool,
+    noncovalent: dict | None,
+    n_buckets: int,
 ) -> dict[str, int]:
-    """Extract the amons of queries [start, stop) into the staging part ``p<start>``."""
+    """Extract the amons of queries [start, stop) into the staging part ``p<start>``
+    (``noncovalent``: the workspace's recorded settings, None: covalent amons only)."""
     from amondask.amons import extract_amons
+    from amondask.amons.noncovalent import NoncovalentSettings
     from amondask.chem.validate import check_size
+
+    settings = NoncovalentSettings.from_parameter(noncovalent)
 
     workspace = Workspace(spec)
     parts = workspace.root[STAGING]["parts"]
@@ -124,7 +135,14 @@ def _extract_part(
     for query, molecule in enumerate(workspace.queries.iter_molecules(start, stop), start=start):
         try:
             check_size(molecule.n_heavy, molecule.id)  # queries added without the readers too
-            amons = extract_amons(molecule, max_heavy_atoms, rules=rules, geometry=True)
+            amons = extract_amons(
+                molecule,
+                max_heavy_atoms,
+                rules=rules,
+                geometry=True,
+                relax=relax,
+                noncovalent=settings,
+            )
         except AmondaskError as exc:
             errors.append(ErrorRecord.from_exception(exc, record_id=molecule.id, stage="amons"))
             continue
@@ -272,12 +290,16 @@ class _KeptSignatures:
         for k, (_, signature) in enumerate(entries):
             self._matrix[k] = signature
 
-    def first_same(self, signature: np.ndarray, n_heavy: int, threshold: float) -> int | None:
+    def first_same(
+        self, signature: np.ndarray, n_heavy: int, threshold: float, *, covalent: bool = True
+    ) -> int | None:
         from amondask.amons.geometry import first_same_conformer
 
         if not self.ids:
             return None
-        match = first_same_conformer(self._stacked(), signature, n_heavy, threshold)
+        match = first_same_conformer(
+            self._stacked(), signature, n_heavy, threshold, covalent=covalent
+        )
         return None if match is None else self.ids[match]
 
     def nearest(self, signature: np.ndarray) -> int:
@@ -341,6 +363,8 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
     ``max_conformers``: at most this many conformers per amon (None: no cap); a further new
     conformer is not stored, its query is linked to the kept conformer nearest to it.
     """
+    from amondask.amons.geometry import is_covalent_key
+
     workspace = Workspace(spec)
     staging = workspace.root[STAGING]
     plan = staging.attrs["plan"]
@@ -397,8 +421,9 @@ def _merge_bucket(spec: Any, bucket: int, max_conformers: int | None = None) -> 
             existing_signatures.get(ref, []) if ref >= 0 else [], signatures.shape[1]
         )
         n_heavy = n_heavy_of[key]
+        covalent = is_covalent_key(key)
         for entry, signature in zip(entries, signatures, strict=True):
-            match = kept.first_same(signature, n_heavy, threshold)
+            match = kept.first_same(signature, n_heavy, threshold, covalent=covalent)
             if match is None and max_conformers is not None and len(kept.ids) >= max_conformers:
                 match = kept.nearest(signature)
             if match is None:
@@ -782,12 +807,38 @@ def check_max_conformers_per_amon(value: int | None) -> None:
         )
 
 
+def _geometry_parameters(
+    workspace: Workspace, store: AmonStore, relax: bool | None, noncovalent: Any
+) -> tuple[bool, dict | None]:
+    """The amon geometry parameters a run uses: whether amons are relaxed (``amon_relax``) and
+    the non-covalent amon settings (``noncovalent_amons``, None: off), each as given, else as
+    recorded, else as configured; a store extracted before they were parameters had the
+    defaults (relaxed, covalent only)."""
+    from amondask.amons.noncovalent import NoncovalentSettings
+
+    recorded = workspace.parameters
+    if "amon_relax" not in recorded and store.extracted_queries:
+        workspace.require_parameters({"amon_relax": True, "noncovalent_amons": None})
+        recorded = workspace.parameters
+    relax = bool(workspace.resolve_parameter("amon_relax", relax, "amons.relax"))
+    if noncovalent is None:
+        if "noncovalent_amons" in recorded:
+            noncovalent = NoncovalentSettings.from_parameter(recorded["noncovalent_amons"])
+        else:
+            noncovalent = NoncovalentSettings.from_config()
+    elif isinstance(noncovalent, dict):
+        noncovalent = NoncovalentSettings.from_parameter(noncovalent)
+    return relax, noncovalent.as_parameter()
+
+
 def extract_workspace(
     workspace: Workspace,
     *,
     max_heavy_atoms: int | None = None,
     rules: str | None = None,
     max_conformers_per_amon: int | None = None,
+    relax: bool | None = None,
+    noncovalent: Any = None,
     client: Any = None,
     partition_size: int | None = None,
     buckets: int | None = None,
@@ -798,7 +849,10 @@ def extract_workspace(
     ``client``: a distributed Client, or :data:`~amondask.pipeline.tasks.SERIAL` to run in this
     process. The workspace records ``max_heavy_atoms``, ``rules`` and
     ``max_conformers_per_amon`` (None: every distinct conformer is kept) as defining
-    parameters; when not given, the recorded values are used (else the configured defaults).
+    parameters, and so are ``relax`` (MMFF94-relaxed amons, else the query's geometry) and
+    ``noncovalent`` (a :class:`~amondask.amons.noncovalent.NoncovalentSettings` or its
+    recorded dict; off by default); when not given, the recorded values are used (else the
+    configured defaults).
     """
     max_heavy_atoms = int(
         workspace.resolve_parameter("max_heavy_atoms", max_heavy_atoms, "max-heavy-atoms")
@@ -813,11 +867,14 @@ def extract_workspace(
         "max_conformers_per_amon", max_conformers_per_amon, "amons.max-conformers-per-amon"
     )
     check_max_conformers_per_amon(max_conformers_per_amon)
+    relax, noncovalent = _geometry_parameters(workspace, store, relax, noncovalent)
     workspace.require_parameters(
         {
             "max_heavy_atoms": max_heavy_atoms,
             "amon_rules": rules,
             "max_conformers_per_amon": max_conformers_per_amon,
+            "amon_relax": relax,
+            "noncovalent_amons": noncovalent,
         }
     )
     report = ExtractReport()
@@ -834,7 +891,7 @@ def extract_workspace(
             client,
             _extract_part,
             [
-                (spec, a, b, max_heavy_atoms, rules, plan["buckets"])
+                (spec, a, b, max_heavy_atoms, rules, relax, noncovalent, plan["buckets"])
                 for a, b in largest_first(workspace, plan["partitions"])
             ],
             description="amons",

@@ -145,6 +145,26 @@ def store_missing_atom_energies(
     return stored
 
 
+def check_single_points(workspace: Workspace, labeler: Any) -> None:
+    """Refuse a relaxing labeler for a workspace of non-covalent amons.
+
+    Non-covalent amons (:mod:`amondask.amons.noncovalent`) are the queries' molecules as they
+    sit in the queries; relaxing one moves its molecules to another arrangement, and the queries
+    themselves must be labeled at the geometry the amons were cut from. Raises
+    LabelerSetupError before any work, naming the setting to change.
+    """
+    from amondask.errors import LabelerSetupError
+
+    if workspace.parameters.get("noncovalent_amons") and getattr(labeler, "relax", False):
+        name = getattr(labeler, "name", "<labeler>")
+        raise LabelerSetupError(
+            f"workspace {workspace.location} holds non-covalent amons, which must be labeled "
+            f"at the queries' geometry, but the {name} labeler relaxes; set "
+            f"amondask.label.{name}.relax: false (in the --config file, or "
+            f"AMONDASK_LABEL__{name.upper()}__RELAX=false)"
+        )
+
+
 def source_table(workspace: Workspace, target: Target) -> RaggedMoleculeTable:
     if target == "amons":
         return workspace.amons.conformers
@@ -226,6 +246,7 @@ def label_workspace(
 
     if labeler is None or isinstance(labeler, str):
         labeler = get_labeler(labeler)
+    check_single_points(workspace, labeler)
     task_seconds = float(config.get("label.task-seconds", task_seconds))
     retries = int(config.get("label.retries", retries))
     level = labeler.level_of_theory
