@@ -233,6 +233,21 @@ def test_a_workspace_is_asked_for_once(command, capsys):
     assert "two workspaces given" in line
 
 
+def test_run_stops_when_no_record_could_be_read(tmp_path, capsys):
+    """A file whose every record fails (here: a water dimer without allow-fragments) stops
+    the run after the read, naming the first record's problem, not at training."""
+    dimer = tmp_path / "dimer.xyz"
+    dimer.write_text(
+        "6\nid=dimer\nO 0 0 0\nH 0.96 0 0\nH -0.24 0.93 0\n"
+        "O 2.9 0 0\nH 3.3 0.8 0.3\nH 3.3 -0.8 0.3\n"
+    )
+    assert main(["run", str(dimer), "-w", str(tmp_path / "ws.zarr"), "--workers", "0"]) == 1
+    captured = capsys.readouterr()
+    line = _assert_one_line_error(captured.err, "run")
+    assert "no query could be read" in line and "dimer: the record holds 2" in line
+    assert "allow-fragments" in line and "extracted" not in captured.out
+
+
 def test_run_on_a_workspace_without_queries_asks_for_them(tmp_path, capsys):
     workspace = tmp_path / "empty.zarr"
     Workspace(workspace)

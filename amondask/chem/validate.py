@@ -115,7 +115,8 @@ def check_chemistry(
                 f"the record holds {n_fragments} disconnected fragments (a salt, solvate or "
                 "mixture); give one molecule per record: keep the largest fragment (e.g. "
                 "rdkit.Chem.MolStandardize.rdMolStandardize.LargestFragmentChooser) or set "
-                "amondask.read.allow-fragments to model the complex as one query",
+                "amondask.read.allow-fragments to model the complex as one query (with "
+                "non-covalent amons: --config examples/noncovalent/noncovalent.yaml)",
                 record_id=record_id,
             )
     if not config.get("read.allow-charged", allow_charged):

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from amondask.errors import InputError
 from amondask.pipeline.tasks import SERIAL
 from amondask.store.workspace import Workspace
 
@@ -100,6 +101,12 @@ def run(
         if queries is not None:
             report = read_into_workspace(queries, workspace, progress=progress, client=distributed)
             clock = stage("read", clock, report)
+            if report.n_errors and not workspace.queries.n_rows:
+                raise InputError(
+                    f"no query could be read: all {report.n_errors} records failed, the first "
+                    f"with {report.first_error}; fix the input (`amondask info "
+                    f"{workspace.location} --errors` lists every record's message)"
+                )
         report = extract_workspace(
             workspace,
             max_heavy_atoms=max_heavy_atoms,

@@ -39,6 +39,8 @@ class IngestReport:
     n_already_present: int = 0
     n_errors: int = 0
     reasons: Counter = field(default_factory=Counter)
+    first_error: str = ""
+    """The first failed record's id and whole message (what to do about it)."""
 
     def most_common_reasons(self, n: int = 5) -> list[tuple[str, int]]:
         return self.reasons.most_common(n)
@@ -164,6 +166,8 @@ def read_into_workspace(
             for error in [*batch.errors, *duplicate_errors]:
                 report.n_errors += 1
                 report.reasons[_reason(error.error_type, error.message)] += 1
+                if not report.first_error:
+                    report.first_error = f"{error.record_id}: {error.message}"
             bar.update(batch.n_records)
     finally:
         bar.close()
