@@ -96,6 +96,7 @@ def test_extract_command_serial_then_info(tmp_path, capsys, examples_dir):
         "max_conformers_per_amon": None,
         "amon_relax": True,
         "noncovalent_amons": None,
+        "periodic_amons": {"shells": 2, "max_heavy_atoms": None},
     }
     amons = summary["amons"]
     assert amons["queries_extracted"] == 12

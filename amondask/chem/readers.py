@@ -520,12 +520,62 @@ def _molecule_from_xyz(record: RawRecord) -> Molecule:
         positions.append(xyz)
     if not positions:
         raise ParseError("the frame holds no atoms; remove it")
+    if "Lattice" in info:
+        return _periodic_molecule(numbers, np.array(positions, dtype=np.float64), record, info)
     return _molecule_from_atoms(
         numbers,
         np.array(positions, dtype=np.float64),
         record.record_id,
         charge=int(float(info.get("charge", 0) or 0)),
         metadata=record.metadata,
+    )
+
+
+def _periodic_molecule(
+    numbers: Sequence[int], positions: np.ndarray, record: RawRecord, info: dict[str, str]
+) -> Molecule:
+    """An extended-XYZ frame with a ``Lattice``: a periodic query (:mod:`amondask.chem.periodic`:
+    the cell's atoms, no bonds, the lattice and pbc in the metadata)."""
+    from amondask.chem.periodic import cell_metadata, check_cell, parse_lattice, parse_pbc
+    from amondask.chem.validate import supported_atomic_numbers
+    from amondask.errors import UnsupportedElementError
+
+    record_id = record.record_id
+    try:
+        lattice = parse_lattice(info["Lattice"])
+        pbc = parse_pbc(info.get("pbc"))
+        check_cell(lattice, pbc)
+    except ValueError as exc:
+        raise ParseError(f"bad periodic cell: {exc}", record_id=record_id) from exc
+    check_size(sum(int(z) > 1 for z in numbers), record_id)
+    check_positions(positions, record_id)
+    allowed = supported_atomic_numbers()
+    table = Chem.GetPeriodicTable()
+    bad = sorted({table.GetElementSymbol(int(z)) for z in numbers if int(z) not in allowed})
+    if bad:
+        raise UnsupportedElementError(
+            f"unsupported elements {', '.join(bad)}; amondask.elements lists those supported",
+            record_id=record_id,
+        )
+    if int(float(info.get("charge", 0) or 0)):
+        raise ParseError(
+            "charged cells are not supported; give a neutral cell", record_id=record_id
+        )
+    if int(sum(numbers)) % 2:
+        raise ParseError(
+            "the cell holds an odd number of electrons (open shell); amondask labels "
+            "closed-shell systems only: double the cell or check the doping",
+            record_id=record_id,
+        )
+    metadata = {k: v for k, v in record.metadata.items() if k not in ("Lattice", "pbc")}
+    metadata.update(cell_metadata(lattice, pbc))
+    return Molecule(
+        record_id,
+        np.asarray(numbers, dtype=np.int64),
+        np.zeros((0, 3), dtype=np.int64),
+        np.zeros(len(numbers), dtype=np.int64),
+        positions,
+        metadata=metadata,
     )
 
 

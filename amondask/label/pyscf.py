@@ -342,6 +342,14 @@ class PySCFLabeler(CachingLabeler):
     def _compute(self, molecule: Molecule) -> Label:
         from pyscf import lib
 
+        from amondask.chem.periodic import is_periodic
+
+        if is_periodic(molecule):
+            raise LabelError(
+                "the pyscf labeler handles molecules, not periodic cells; label the cell with "
+                "the xtb labeler (tblite, periodic boundary conditions)",
+                record_id=molecule.id,
+            )
         require_closed_shell(molecule)
         threads, _ = self._resources()
         with limited_threads(threads), lib.with_omp_threads(threads):

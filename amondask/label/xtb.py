@@ -169,21 +169,33 @@ class XTBLabeler(CachingLabeler):
         positions_angstrom: np.ndarray,
         charge: int = 0,
         unpaired_electrons: int = 0,
+        lattice_angstrom: np.ndarray | None = None,
+        pbc: np.ndarray | None = None,
     ) -> tuple[float, np.ndarray]:
         """Energy (hartree) and gradient ((n_atoms, 3) hartree/bohr) from a fresh tblite run.
 
-        ``unpaired_electrons`` is tblite's ``uhf`` (2S, multiplicity - 1). Raises
-        SCFConvergenceError when tblite's SCF fails.
+        ``unpaired_electrons`` is tblite's ``uhf`` (2S, multiplicity - 1). With
+        ``lattice_angstrom`` ((3, 3) cell vectors) and ``pbc`` ((3,) bool), the energy of the
+        periodic system per cell (tblite samples the Gamma point only: use a cell large enough
+        for the energy per atom to converge). Raises SCFConvergenceError when tblite's SCF
+        fails.
         """
         from ase.units import Bohr
         from tblite.interface import Calculator
 
+        periodic = {}
+        if lattice_angstrom is not None:
+            periodic = {
+                "lattice": np.asarray(lattice_angstrom, dtype=np.float64) / Bohr,
+                "periodic": np.asarray(pbc if pbc is not None else [True] * 3, dtype=bool),
+            }
         calculator = Calculator(
             self.method,
             np.asarray(numbers),
             np.asarray(positions_angstrom, dtype=np.float64) / Bohr,
             charge=float(charge),
             uhf=int(unpaired_electrons),
+            **periodic,
         )
         calculator.set("verbosity", 0)
         calculator.set("accuracy", self.accuracy)
@@ -261,7 +273,11 @@ class XTBLabeler(CachingLabeler):
         return energy
 
     def _compute(self, molecule: Molecule) -> Label:
+        from amondask.chem.periodic import is_periodic
+
         require_closed_shell(molecule)
+        if is_periodic(molecule):
+            return self._periodic_single_point(molecule)
         with limited_threads(self.threads):
             try:
                 if self.relax:
@@ -280,6 +296,36 @@ class XTBLabeler(CachingLabeler):
             converged=converged,
             level_of_theory=self.level_of_theory,
             check_topology=self.check_topology and self.relax,
+            max_steps=self.step_limit(molecule.n_atoms),
+        )
+
+    def _periodic_single_point(self, molecule: Molecule) -> Label:
+        """The energy per cell of a periodic query at its geometry (never relaxed)."""
+        from amondask.chem.periodic import cell_of
+
+        if self.relax:
+            raise LabelError(
+                "a periodic cell is labeled at its own geometry: set "
+                "amondask.label.xtb.relax false (cell relaxation is not supported)",
+                record_id=molecule.id,
+            )
+        lattice, pbc = cell_of(molecule)
+        with limited_threads(self.threads):
+            try:
+                energy, _ = self.single_point(
+                    molecule.numbers, molecule.positions, 0, lattice_angstrom=lattice, pbc=pbc
+                )
+            except LabelError as exc:
+                exc.record_id = molecule.id
+                raise
+        return finish_label(
+            molecule,
+            energy_hartree=energy,
+            positions=np.array(molecule.positions),
+            n_steps=0,
+            converged=True,
+            level_of_theory=self.level_of_theory,
+            check_topology=False,
             max_steps=self.step_limit(molecule.n_atoms),
         )
 

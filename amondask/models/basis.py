@@ -25,7 +25,8 @@ from amondask.kernels.local import (
     atom_kernel,
     molecule_sum,
 )
-from amondask.represent import ElementBlock, SlatmLayout, slatm_mbtypes, slatm_with_layout
+from amondask.represent import ElementBlock, SlatmLayout, slatm_mbtypes
+from amondask.represent.blocks import atomic_slatm
 
 
 def molecule_arrays(molecule: Any) -> tuple[np.ndarray, np.ndarray]:
@@ -123,11 +124,10 @@ class Basis:
         unknown: list[int] = []
         numbers_list: list[np.ndarray] = []
         for index, molecule in enumerate(molecules):
-            numbers, positions = molecule_arrays(molecule)
+            numbers, _ = molecule_arrays(molecule)  # checks the positions
             numbers_list.append(numbers)
-            atomic = slatm_with_layout(
-                numbers,
-                positions,
+            _, atomic = atomic_slatm(
+                molecule,
                 self._layout_for(numbers),
                 rcut=self.rcut,
                 sigmas=self.sigmas,

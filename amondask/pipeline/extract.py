@@ -115,15 +115,20 @@ def _extract_part(
     rules: str,
     relax: bool,
     noncovalent: dict | None,
+    periodic: dict,
     n_buckets: int,
 ) -> dict[str, int]:
     """Extract the amons of queries [start, stop) into the staging part ``p<start>``
-    (``noncovalent``: the workspace's recorded settings, None: covalent amons only)."""
+    (``noncovalent``, ``periodic``: the workspace's recorded settings; a periodic query gets
+    its cluster amons, :mod:`amondask.amons.periodic`)."""
     from amondask.amons import extract_amons
     from amondask.amons.noncovalent import NoncovalentSettings
+    from amondask.amons.periodic import PeriodicAmonSettings, periodic_amons
+    from amondask.chem.periodic import is_periodic
     from amondask.chem.validate import check_size
 
     settings = NoncovalentSettings.from_parameter(noncovalent)
+    cluster_settings = PeriodicAmonSettings.from_parameter(periodic)
 
     workspace = Workspace(spec)
     parts = workspace.root[STAGING]["parts"]
@@ -135,14 +140,17 @@ def _extract_part(
     for query, molecule in enumerate(workspace.queries.iter_molecules(start, stop), start=start):
         try:
             check_size(molecule.n_heavy, molecule.id)  # queries added without the readers too
-            amons = extract_amons(
-                molecule,
-                max_heavy_atoms,
-                rules=rules,
-                geometry=True,
-                relax=relax,
-                noncovalent=settings,
-            )
+            if is_periodic(molecule):
+                amons = periodic_amons(molecule, cluster_settings)
+            else:
+                amons = extract_amons(
+                    molecule,
+                    max_heavy_atoms,
+                    rules=rules,
+                    geometry=True,
+                    relax=relax,
+                    noncovalent=settings,
+                )
         except AmondaskError as exc:
             errors.append(ErrorRecord.from_exception(exc, record_id=molecule.id, stage="amons"))
             continue
@@ -809,17 +817,26 @@ def check_max_conformers_per_amon(value: int | None) -> None:
 
 def _geometry_parameters(
     workspace: Workspace, store: AmonStore, relax: bool | None, noncovalent: Any
-) -> tuple[bool, dict | None]:
-    """The amon geometry parameters a run uses: whether amons are relaxed (``amon_relax``) and
-    the non-covalent amon settings (``noncovalent_amons``, None: off), each as given, else as
-    recorded, else as configured; a store extracted before they were parameters had the
-    defaults (relaxed, covalent only)."""
+) -> tuple[bool, dict | None, dict]:
+    """The amon geometry parameters a run uses: whether amons are relaxed (``amon_relax``),
+    the non-covalent amon settings (``noncovalent_amons``, None: off) and the periodic
+    queries' cluster settings (``periodic_amons``), each as given, else as recorded, else as
+    configured; a store extracted before they were parameters had the defaults (relaxed,
+    covalent only, 2 shells)."""
     from amondask.amons.noncovalent import NoncovalentSettings
+    from amondask.amons.periodic import PeriodicAmonSettings
 
     recorded = workspace.parameters
     if "amon_relax" not in recorded and store.extracted_queries:
         workspace.require_parameters({"amon_relax": True, "noncovalent_amons": None})
         recorded = workspace.parameters
+    if "periodic_amons" not in recorded and store.extracted_queries:
+        workspace.require_parameters({"periodic_amons": PeriodicAmonSettings().as_parameter()})
+        recorded = workspace.parameters
+    if "periodic_amons" in recorded:
+        periodic = PeriodicAmonSettings.from_parameter(recorded["periodic_amons"])
+    else:
+        periodic = PeriodicAmonSettings.from_config()
     relax = bool(workspace.resolve_parameter("amon_relax", relax, "amons.relax"))
     if noncovalent is None:
         if "noncovalent_amons" in recorded:
@@ -828,7 +845,7 @@ def _geometry_parameters(
             noncovalent = NoncovalentSettings.from_config()
     elif isinstance(noncovalent, dict):
         noncovalent = NoncovalentSettings.from_parameter(noncovalent)
-    return relax, noncovalent.as_parameter()
+    return relax, noncovalent.as_parameter(), periodic.as_parameter()
 
 
 def extract_workspace(
@@ -867,9 +884,10 @@ def extract_workspace(
         "max_conformers_per_amon", max_conformers_per_amon, "amons.max-conformers-per-amon"
     )
     check_max_conformers_per_amon(max_conformers_per_amon)
-    relax, noncovalent = _geometry_parameters(workspace, store, relax, noncovalent)
+    relax, noncovalent, periodic = _geometry_parameters(workspace, store, relax, noncovalent)
     workspace.require_parameters(
         {
+            "periodic_amons": periodic,
             "max_heavy_atoms": max_heavy_atoms,
             "amon_rules": rules,
             "max_conformers_per_amon": max_conformers_per_amon,
@@ -891,7 +909,17 @@ def extract_workspace(
             client,
             _extract_part,
             [
-                (spec, a, b, max_heavy_atoms, rules, relax, noncovalent, plan["buckets"])
+                (
+                    spec,
+                    a,
+                    b,
+                    max_heavy_atoms,
+                    rules,
+                    relax,
+                    noncovalent,
+                    periodic,
+                    plan["buckets"],
+                )
                 for a, b in largest_first(workspace, plan["partitions"])
             ],
             description="amons",

@@ -127,7 +127,8 @@ def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
 
     The counts matter, not only the elements: a three-body type with a repeated element (H-C-H,
     C-C-C) exists only when some molecule has two (three) atoms of it; three of each element
-    give every type, so the compositions are kept with counts capped at 3."""
+    give every type, so the compositions are kept with counts capped at 3. Every composition
+    holds H (three of it): the amons are H-capped even when their query has no H (a crystal)."""
     from amondask.represent import slatm_mbtypes
 
     group = workspace.root.require_group(GROUP)
@@ -137,9 +138,9 @@ def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
     compositions = set()
     for k in range(queries.n_rows):
         values, counts = np.unique(numbers[offsets[k] : offsets[k + 1]], return_counts=True)
-        compositions.add(
-            tuple((int(z), min(int(c), 3)) for z, c in zip(values, counts, strict=True))
-        )
+        capped = {int(z): min(int(c), 3) for z, c in zip(values, counts, strict=True)}
+        capped[1] = 3  # the H caps of the amons
+        compositions.add(tuple(sorted(capped.items())))
     needed = slatm_mbtypes(
         [[z for z, c in composition for _ in range(c)] for composition in sorted(compositions)]
     )

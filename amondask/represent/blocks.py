@@ -72,6 +72,40 @@ def _numbers_positions(molecule: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(numbers, dtype=np.int64), np.asarray(positions, dtype=np.float64)
 
 
+def atomic_slatm(
+    molecule: Any,
+    layout: SlatmLayout,
+    *,
+    rcut: float,
+    sigmas: tuple[float, float],
+    dgrid: tuple[float, float],
+    rpower: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(numbers (n,), atomic aSLATM (n, layout.n_features)) of one molecule or
+    ``(numbers, positions)`` pair. A periodic query (:mod:`amondask.chem.periodic`) gets the
+    periodic representation: its cell's atoms, each seeing every image within ``rcut``."""
+    from amondask.chem.periodic import cell_of, is_periodic, periodic_environment
+
+    numbers, positions = _numbers_positions(molecule)
+    n_own = len(numbers)
+    environment_numbers, environment_positions = numbers, positions
+    if is_periodic(molecule):
+        lattice, pbc = cell_of(molecule)
+        environment_numbers, environment_positions = periodic_environment(
+            numbers, positions, lattice, pbc, rcut
+        )
+    atomic = slatm_with_layout(
+        environment_numbers,
+        environment_positions,
+        layout,
+        rcut=rcut,
+        sigmas=sigmas,
+        dgrid=dgrid,
+        rpower=rpower,
+    )
+    return numbers, atomic[:n_own]
+
+
 def element_blocks(
     molecules: Iterable[Any],
     mbtypes: Sequence[Sequence[int]],
@@ -100,9 +134,8 @@ def element_blocks(
     rows: dict[int, list[np.ndarray]] = {z: [] for z in columns}
     owners: dict[int, list[np.ndarray]] = {z: [] for z in columns}
     for offset, molecule in enumerate(molecules):
-        numbers, positions = _numbers_positions(molecule)
-        atomic = slatm_with_layout(
-            numbers, positions, layout, rcut=rcut, sigmas=sigmas, dgrid=dgrid, rpower=rpower
+        numbers, atomic = atomic_slatm(
+            molecule, layout, rcut=rcut, sigmas=sigmas, dgrid=dgrid, rpower=rpower
         )
         for z in np.unique(numbers).tolist():
             of_z = numbers == z

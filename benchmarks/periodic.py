@@ -1,0 +1,142 @@
+"""Periodic queries (issue 13, item 3): diamond silicon and (C-doped) hBN from cluster amons.
+
+The cells of ``examples/periodic/crystals.extxyz`` (Si64; a 4x4 hBN sheet, pristine and with
+one B-N pair replaced by C=C) go through the real system with the settings of
+``examples/periodic/periodic.yaml``: cluster amons cut from the crystal and capped with H
+(:mod:`amondask.amons.periodic`), GFN2-xTB single points (tblite; the cells with periodic
+boundary conditions at the Gamma point), periodic aSLATM for the cells, the global model and
+the per-query one. One workspace per number of shells (1, 2, 3), so the table shows how the
+error falls as the clusters grow. Errors are predicted minus reference, per cell and per atom
+(kcal/mol).
+
+    python3 benchmarks/periodic.py --workdir /tmp/periodic
+
+Writes ``benchmarks/results/periodic.json`` and ``.md``; the workspaces make a re-run resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import dask.config
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from large_covalent import _finite, query_records  # noqa: E402
+from qm9_sample import machine_record, run_and_evaluate  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+EXAMPLES = ROOT / "examples" / "periodic"
+AUTHORS = {"si64": "0.46 (PBE; Si5H12, Si17H36, Si18H36)"}
+
+
+def run_shells(shells: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
+    from amondask.chem import read_molecules
+    from amondask.cluster import get_client
+    from amondask.label import get_labeler
+    from amondask.store.workspace import Workspace
+
+    settings = {
+        "amondask.amons.relax": False,
+        "amondask.label.xtb.relax": False,
+        "amondask.amons.periodic.shells": shells,
+    }
+    started = time.perf_counter()
+    with dask.config.set(settings):
+        molecules = read_molecules(EXAMPLES / "crystals.extxyz", on_error="raise").molecules
+        labeler = get_labeler("xtb")
+        path = workdir / f"shells{shells}.zarr"
+        with get_client(None, n_workers=args.workers, quiet=True) as client:
+            evaluations, stage_seconds = run_and_evaluate(
+                molecules, path, labeler, max_heavy_atoms=7, client=client, quiet=args.quiet
+            )
+    workspace = Workspace(str(path), mode="r")
+    store = workspace.amons
+    queries = query_records(workspace, evaluations)
+    for record in queries:
+        record["kind"] = "periodic"
+        for protocol in ("global", "per-query"):
+            error = record[protocol]["error_kcal_mol"]
+            record[protocol]["error_per_atom_kcal_mol"] = (
+                None if error is None else error / record["n_atoms"]
+            )
+    n_heavy = store.amons.read("n_heavy")
+    keys = store.amons.read("key")
+    return {
+        "shells": shells,
+        "settings": settings,
+        "level_of_theory": labeler.level_of_theory,
+        "workspace": str(path),
+        "amons": [{"key": str(k), "n_heavy": int(n)} for k, n in zip(keys, n_heavy, strict=True)],
+        "conformers": int(store.conformers.n_rows),
+        "queries": queries,
+        "mae_kcal_mol": {p: _finite(e.attrs["mae_kcal_mol"]) for p, e in evaluations.items()},
+        "stage_seconds": stage_seconds,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def markdown(result: dict[str, Any]) -> str:
+    def cell(value: float | None, digits: int = 2) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = [
+        f"# Periodic queries ({result['level_of_theory']}, single points; cells at the Gamma "
+        "point)",
+        "",
+        "Errors are predicted minus reference, per cell and per atom (kcal/mol). Global: one "
+        "model on the cluster amons of all three cells; per-query: each cell's own.",
+        "",
+        "| shells | query | atoms | amon graphs (conformers) | error global per cell / per "
+        "atom | error per-query per cell / per atom | uncertainty | authors (per atom?) |",
+        "|---:|---|---:|---:|---:|---:|---:|---|",
+    ]
+    for run in result["runs"]:
+        for q in run["queries"]:
+            g, p = q["global"], q["per-query"]
+            lines.append(
+                f"| {run['shells']} | {q['id']} | {q['n_atoms']} | {q['amon_graphs']} "
+                f"({q['amon_conformers']}) | {cell(g['error_kcal_mol'])} / "
+                f"{cell(g['error_per_atom_kcal_mol'], 3)} | {cell(p['error_kcal_mol'])} / "
+                f"{cell(p['error_per_atom_kcal_mol'], 3)} | {cell(g['uncertainty_kcal_mol'])} | "
+                f"{AUTHORS.get(q['id'], '-')} |"
+            )
+    seconds = ", ".join(f"shells {r['shells']} {r['wall_seconds']:.0f} s" for r in result["runs"])
+    lines += ["", f"Wall time: {seconds}. Command: `{result['command']}`."]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", required=True, help="where the workspaces go (resumes)")
+    parser.add_argument("--shells", type=int, nargs="*", default=[1, 2, 3])
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--out", type=Path, default=RESULTS / "periodic.json")
+    parser.add_argument("--quiet", action="store_true")
+    args = parser.parse_args()
+    workdir = Path(args.workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    load_start = os.getloadavg()
+    runs = [run_shells(shells, workdir, args) for shells in args.shells]
+    result = {
+        "benchmark": "periodic",
+        "command": " ".join(["python3", *sys.argv]),
+        "level_of_theory": runs[0]["level_of_theory"],
+        "runs": runs,
+        "machine": machine_record(args.workers, load_start),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1, default=float))
+    args.out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()
