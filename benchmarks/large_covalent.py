@@ -23,7 +23,6 @@ makes a re-run resume.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -34,7 +33,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from qm9_sample import machine_record, run_and_evaluate  # noqa: E402
+from qm9_sample import (  # noqa: E402
+    evaluation_record,
+    machine_record,
+    number_text,
+    run_and_evaluate,
+    write_result,
+)
 
 KCAL = 627.509474
 ROOT = Path(__file__).resolve().parent.parent
@@ -97,9 +102,7 @@ def query_records(workspace: Any, evaluations: dict[str, Any]) -> list[dict[str,
 
 
 def markdown(result: dict[str, Any]) -> str:
-    def cell(value: float | None, digits: int = 2) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
+    cell = number_text
     lines = [
         f"# Large covalent queries, N_I <= {result['max_heavy_atoms']} "
         f"({result['level_of_theory']})",
@@ -171,10 +174,8 @@ def run_benchmark(args: argparse.Namespace) -> dict[str, Any]:
         "workspace": str(path),
         "store": {"amons": summary["amons"], "conformers": summary["conformers"]},
         "queries": query_records(workspace, evaluations),
-        "mae_kcal_mol": {p: _finite(e.attrs["mae_kcal_mol"]) for p, e in evaluations.items()},
-        "stage_seconds": stage_seconds,
         "machine": machine_record(args.workers, load_start),
-        "wall_seconds": time.perf_counter() - started,
+        **evaluation_record(evaluations, stage_seconds, started),
     }
 
 
@@ -187,10 +188,7 @@ def main() -> None:
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
     result = run_benchmark(args)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.out, result, markdown(result))
 
 
 if __name__ == "__main__":

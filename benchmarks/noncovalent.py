@@ -24,7 +24,6 @@ make a re-run resume. Errors are predicted minus reference (kcal/mol).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -37,8 +36,14 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from large_covalent import _finite, query_records  # noqa: E402
-from qm9_sample import machine_record, run_and_evaluate  # noqa: E402
+from large_covalent import query_records  # noqa: E402
+from qm9_sample import (  # noqa: E402
+    evaluation_record,
+    machine_record,
+    number_text,
+    run_and_evaluate,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -149,17 +154,13 @@ def run_system(name: str, workdir: Path, args: argparse.Namespace) -> dict[str, 
             "noncovalent_conformers": int(noncovalent[conformer_amons].sum()),
         },
         "queries": queries,
-        "mae_kcal_mol": {p: _finite(e.attrs["mae_kcal_mol"]) for p, e in evaluations.items()},
         "kcal_per_mol_per_hartree": KCAL_PER_MOL_PER_HARTREE,
-        "stage_seconds": stage_seconds,
-        "wall_seconds": time.perf_counter() - started,
+        **evaluation_record(evaluations, stage_seconds, started),
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    def cell(value: float | None, digits: int = 2) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
+    cell = number_text
     lines = [
         f"# Non-covalent queries ({result['level_of_theory']}, single points at the queries' "
         "geometries)",
@@ -234,10 +235,7 @@ def main() -> None:
         "machine": machine_record(args.workers, load_start),
     }
     result["level_of_theory"] = next(iter(result["systems"].values()))["level_of_theory"]
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1))
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.out, result, markdown(result))
 
 
 if __name__ == "__main__":

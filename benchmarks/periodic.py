@@ -17,7 +17,6 @@ Writes ``benchmarks/results/periodic.json`` and ``.md``; the workspaces make a r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -28,8 +27,14 @@ import dask.config
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from large_covalent import _finite, query_records  # noqa: E402
-from qm9_sample import machine_record, run_and_evaluate  # noqa: E402
+from large_covalent import query_records  # noqa: E402
+from qm9_sample import (  # noqa: E402
+    evaluation_record,
+    machine_record,
+    number_text,
+    run_and_evaluate,
+    write_result,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -77,16 +82,12 @@ def run_shells(shells: int, workdir: Path, args: argparse.Namespace) -> dict[str
         "amons": [{"key": str(k), "n_heavy": int(n)} for k, n in zip(keys, n_heavy, strict=True)],
         "conformers": int(store.conformers.n_rows),
         "queries": queries,
-        "mae_kcal_mol": {p: _finite(e.attrs["mae_kcal_mol"]) for p, e in evaluations.items()},
-        "stage_seconds": stage_seconds,
-        "wall_seconds": time.perf_counter() - started,
+        **evaluation_record(evaluations, stage_seconds, started),
     }
 
 
 def markdown(result: dict[str, Any]) -> str:
-    def cell(value: float | None, digits: int = 2) -> str:
-        return "n/a" if value is None else f"{value:.{digits}f}"
-
+    cell = number_text
     lines = [
         f"# Periodic queries ({result['level_of_theory']}, single points; cells at the Gamma "
         "point)",
@@ -132,10 +133,7 @@ def main() -> None:
         "runs": runs,
         "machine": machine_record(args.workers, load_start),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=1, default=float))
-    args.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    write_result(args.out, result, markdown(result))
 
 
 if __name__ == "__main__":

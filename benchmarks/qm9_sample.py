@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -138,3 +139,37 @@ def run_and_evaluate(
         stage_seconds[f"evaluate {protocol}"] = time.perf_counter() - clock
         print(format_evaluation(evaluations[protocol]))
     return evaluations, stage_seconds
+
+
+def number_text(value: float | None, digits: int = 2) -> str:
+    """A table cell: the number with ``digits`` decimals, or ``n/a`` for None."""
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def evaluation_record(
+    evaluations: dict, stage_seconds: dict[str, float], started: float
+) -> dict[str, Any]:
+    """The MAE of each protocol's evaluation (kcal/mol, None when not finite), the stage times
+    and the wall time since ``started`` (``time.perf_counter()``), for a benchmark's JSON."""
+    import time
+
+    maes = {}
+    for protocol, evaluation in evaluations.items():
+        value = float(evaluation.attrs["mae_kcal_mol"])
+        maes[protocol] = value if np.isfinite(value) else None
+    return {
+        "mae_kcal_mol": maes,
+        "stage_seconds": stage_seconds,
+        "wall_seconds": time.perf_counter() - started,
+    }
+
+
+def write_result(out: Path, result: dict, markdown_text: str) -> None:
+    """Write a benchmark's result as JSON to ``out`` and its table beside it (``.md``), and
+    print the table."""
+    import json
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=1, default=float))
+    out.with_suffix(".md").write_text(markdown_text)
+    print(markdown_text)

@@ -273,18 +273,26 @@ class XTBLabeler(CachingLabeler):
         return energy
 
     def _compute(self, molecule: Molecule) -> Label:
-        from amondask.chem.periodic import is_periodic
+        from amondask.chem.periodic import cell_of, is_periodic
 
         require_closed_shell(molecule)
-        if is_periodic(molecule):
-            return self._periodic_single_point(molecule)
+        cell = {}
+        if is_periodic(molecule):  # the energy per cell at the given geometry
+            if self.relax:
+                raise LabelError(
+                    "a periodic cell is labeled at its own geometry: set "
+                    "amondask.label.xtb.relax false (cell relaxation is not supported)",
+                    record_id=molecule.id,
+                )
+            lattice, pbc = cell_of(molecule)
+            cell = {"lattice_angstrom": lattice, "pbc": pbc}
         with limited_threads(self.threads):
             try:
                 if self.relax:
                     positions, n_steps, converged = self._relax(molecule)
                 else:
                     positions, n_steps, converged = np.array(molecule.positions), 0, True
-                energy, _ = self.single_point(molecule.numbers, positions, molecule.charge)
+                energy, _ = self.single_point(molecule.numbers, positions, molecule.charge, **cell)
             except LabelError as exc:
                 exc.record_id = molecule.id
                 raise
@@ -296,36 +304,6 @@ class XTBLabeler(CachingLabeler):
             converged=converged,
             level_of_theory=self.level_of_theory,
             check_topology=self.check_topology and self.relax,
-            max_steps=self.step_limit(molecule.n_atoms),
-        )
-
-    def _periodic_single_point(self, molecule: Molecule) -> Label:
-        """The energy per cell of a periodic query at its geometry (never relaxed)."""
-        from amondask.chem.periodic import cell_of
-
-        if self.relax:
-            raise LabelError(
-                "a periodic cell is labeled at its own geometry: set "
-                "amondask.label.xtb.relax false (cell relaxation is not supported)",
-                record_id=molecule.id,
-            )
-        lattice, pbc = cell_of(molecule)
-        with limited_threads(self.threads):
-            try:
-                energy, _ = self.single_point(
-                    molecule.numbers, molecule.positions, 0, lattice_angstrom=lattice, pbc=pbc
-                )
-            except LabelError as exc:
-                exc.record_id = molecule.id
-                raise
-        return finish_label(
-            molecule,
-            energy_hartree=energy,
-            positions=np.array(molecule.positions),
-            n_steps=0,
-            converged=True,
-            level_of_theory=self.level_of_theory,
-            check_topology=False,
             max_steps=self.step_limit(molecule.n_atoms),
         )
 
