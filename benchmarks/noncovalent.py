@@ -13,7 +13,12 @@ workspace of its own:
   covalent amons in contact only (water dimers and trimers), for comparison;
 - ``base_pairs``: Watson-Crick AT and GC from covalent amons (N_I <= 7) plus combinations of
   up to 3 covalent amons of the two bases in contact (3 A);
-- ``base_pairs_covalent_only``: the same without non-covalent amons, to show what they add.
+- ``base_pairs_covalent_only``: the same without non-covalent amons, to show what they add;
+- ``base_pairs_whole_bases``: N_I <= 11 (the whole bases are amons) and combinations of 2 up
+  to 18 heavy atoms;
+- ``polyglycine_coil``: (Gly)8 folded by GFN2-xTB, one molecule: combinations of two parts of
+  the chain at least 4 bonds apart in contact, up to 10 heavy atoms (intramolecular);
+- ``polyglycine_coil_covalent_only``: the same from covalent amons only.
 
     python3 benchmarks/noncovalent.py --workdir /tmp/noncovalent
 
@@ -79,6 +84,20 @@ SYSTEMS: dict[str, tuple[str, list[str] | None, int, dict, str]] = {
         None,
         7,
         {"max-components": 1, "cluster-sizes": []},
+        "",
+    ),
+    "polyglycine_coil": (
+        "polyglycine_coil.xyz",
+        None,
+        7,
+        {"max-components": 2, "max-heavy-atoms": 10, "intramolecular-min-bonds": 4},
+        "",
+    ),
+    "polyglycine_coil_covalent_only": (
+        "polyglycine_coil.xyz",
+        None,
+        7,
+        {"max-components": 1},
         "",
     ),
     "base_pairs_whole_bases": (
@@ -204,13 +223,15 @@ def _described(config: dict[str, Any]) -> str:
     """The non-covalent settings of a run in a few words."""
     prefix = "amondask.amons.noncovalent."
     components = config[prefix + "max-components"]
-    sizes = config[prefix + "cluster-sizes"]
+    sizes = config.get(prefix + "cluster-sizes") or []
     parts = []
     if components > 1:
         limit = config.get(prefix + "max-heavy-atoms")
+        apart = config.get(prefix + "intramolecular-min-bonds")
         parts.append(
             f"combinations of <= {components} within {config[prefix + 'contact-angstrom']} A"
             + (f", <= {limit} heavy atoms" if limit else "")
+            + (f", parts of one molecule >= {apart} bonds apart" if apart else "")
         )
     if sizes:
         parts.append("clusters of " + ", ".join(str(s) for s in sizes) + " molecules")

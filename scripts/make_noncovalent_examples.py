@@ -13,10 +13,14 @@ through amondask's own labeler) so that each is a minimum of the level the bench
   pyrimidine placed as a rigid body onto the purine (its hydrogen-bond donor-acceptor distances
   at 2.9 angstrom, its atoms in the purine's plane), then the pair relaxed.
 
-Both are extended XYZ with ``id=`` in the comment line; read them with
+- ``polyglycine_coil.xyz``: (Gly)8 as a random coil (ETKDGv3, seed 13, MMFF94) relaxed with
+  GFN2-xTB: one molecule folded onto itself, whose N-H...O=C contacts between residues far
+  apart in the chain only intramolecular combinations see.
+
+All are extended XYZ with ``id=`` in the comment line; read the complexes with
 ``amondask.read.allow-fragments: true`` (see ``noncovalent.yaml`` beside them).
 
-    python scripts/make_noncovalent_examples.py [--max-water N]
+    python scripts/make_noncovalent_examples.py [--max-water N] [--only NAME ...]
 """
 
 from __future__ import annotations
@@ -180,6 +184,17 @@ def base_pair(purine_smiles, pyrimidine_smiles, pair_id, hbonds) -> Molecule:
     return relaxed(Molecule.from_rdkit(complex_mol, pair_id))
 
 
+def polyglycine_coil() -> Molecule:
+    mol = Chem.AddHs(Chem.MolFromSmiles("NCC(=O)" * 8 + "O"))
+    params = AllChem.ETKDGv3()
+    params.randomSeed = 13
+    params.useRandomCoords = True
+    if AllChem.EmbedMolecule(mol, params) != 0:
+        raise RuntimeError("cannot embed (Gly)8")
+    AllChem.MMFFOptimizeMolecule(mol, maxIters=5000)
+    return relaxed(Molecule.from_rdkit(mol, "polyglycine_G8_coil"))
+
+
 def write_xyz(path: Path, molecules: list[Molecule], note: str) -> None:
     table = Chem.GetPeriodicTable()
     with path.open("w") as handle:
@@ -193,18 +208,24 @@ def write_xyz(path: Path, molecules: list[Molecule], note: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-water", type=int, default=21, help="largest (H2O)n (21)")
+    names = ["base_pairs", "water_clusters", "polyglycine_coil"]
+    parser.add_argument("--only", nargs="*", choices=names, default=names)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    write_xyz(
-        OUT / "base_pairs.xyz",
-        [base_pair(*spec) for spec in BASE_PAIRS],
-        "Watson-Crick pair relaxed with GFN2-xTB",
-    )
-    write_xyz(
-        OUT / "water_clusters.xyz",
-        water_clusters(args.max_water),
-        "relaxed with GFN2-xTB",
-    )
+    if "base_pairs" in args.only:
+        write_xyz(
+            OUT / "base_pairs.xyz",
+            [base_pair(*spec) for spec in BASE_PAIRS],
+            "Watson-Crick pair relaxed with GFN2-xTB",
+        )
+    if "water_clusters" in args.only:
+        write_xyz(
+            OUT / "water_clusters.xyz",
+            water_clusters(args.max_water),
+            "relaxed with GFN2-xTB",
+        )
+    if "polyglycine_coil" in args.only:
+        write_xyz(OUT / "polyglycine_coil.xyz", [polyglycine_coil()], "relaxed with GFN2-xTB")
 
 
 if __name__ == "__main__":

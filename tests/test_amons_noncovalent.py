@@ -56,6 +56,8 @@ def reference_noncovalent(
     mol = molecule.rdkit_mol
     positions = molecule.positions
     graph = heavy_graph(mol)
+    hops = dict(nx.all_pairs_shortest_path_length(graph))
+    far = settings.intramolecular_min_bonds
     limit = settings.max_heavy_atoms or max_heavy_atoms
     home = {}
     for k, atoms in enumerate(nx.connected_components(graph)):
@@ -78,6 +80,11 @@ def reference_noncovalent(
             for orders in bond_assignments(mol, set(atoms)):
                 components.append((set(atoms), orders, home[atoms[0]], group(atoms)))
 
+    def apart(c, d):  # different molecules, or every atom pair at least `far` bonds apart
+        if c[2] != d[2]:
+            return True
+        return far is not None and all(hops[a].get(b, far) >= far for a in c[0] for b in d[0])
+
     def touching(c, d):
         return any(
             np.linalg.norm(positions[i] - positions[j]) <= settings.contact_angstrom
@@ -89,7 +96,9 @@ def reference_noncovalent(
     for k in range(2, settings.max_components + 1):
         for combo in itertools.combinations(range(len(components)), k):
             parts = [components[c] for c in combo]
-            if len({p[2] for p in parts}) < k or sum(len(p[0]) for p in parts) > limit:
+            if sum(len(p[0]) for p in parts) > limit:
+                continue
+            if not all(apart(a, b) for a, b in itertools.combinations(parts, 2)):
                 continue
             contacts = nx.Graph()
             contacts.add_nodes_from(range(k))
@@ -131,6 +140,25 @@ def test_base_pair_matches_brute_force(base_pairs):
     assert len(expected) >= 5
     # the hydrogen-bonded edge: A's N1 and T's imide N-H meet in an amon with each side's N
     assert "N.N" in expected
+
+
+def test_intramolecular_combinations_match_brute_force():
+    """A (Gly)8 coil folded under GFN2-xTB: parts of the one chain at least 4 bonds apart and
+    in contact are combined, exactly as the brute-force loop finds them; without the option
+    the single molecule has no non-covalent amon."""
+    (coil,) = examples("polyglycine_coil.xyz").values()
+    settings = NoncovalentSettings(max_components=2, intramolecular_min_bonds=4)
+    amons = extract_amons(coil, 4, rules="plain", geometry=False, noncovalent=settings)
+    expected = reference_noncovalent(coil, 4, settings)
+    assert noncovalent_counts(amons) == expected
+    assert expected["C=O.N"] >= 5  # the N-H...O=C contacts between residues
+    assert not noncovalent_counts(extract_amons(coil, 4, geometry=False, noncovalent=ON))
+    farther = NoncovalentSettings(max_components=2, intramolecular_min_bonds=7)
+    fewer = noncovalent_counts(
+        extract_amons(coil, 4, rules="plain", geometry=False, noncovalent=farther)
+    )
+    assert fewer == reference_noncovalent(coil, 4, farther)
+    assert sum(fewer.values()) < sum(expected.values())
 
 
 def test_total_heavy_atom_limit_and_components(base_pairs, waters):
@@ -190,6 +218,7 @@ def test_needs_coordinates():
         {"contact_angstrom": -1.0},
         {"max_heavy_atoms": 1},
         {"max_components": 2.5},
+        {"intramolecular_min_bonds": 2},
     ],
 )
 def test_settings_are_checked(kwargs):

@@ -147,3 +147,30 @@ def test_base_pair_needs_its_noncovalent_amons(tmp_path):
             )
         errors[components] = abs(float(evaluation["error"].values[0]))
     assert errors[3] < 0.5 * errors[1], errors
+
+
+def test_folded_chain_needs_its_intramolecular_amons(tmp_path):
+    """(Gly)8 folded by GFN2-xTB, at its own geometry: covalent amons (N_I <= 7) miss its
+    N-H...O=C contacts between residues (38 kcal/mol when written); combinations of two parts
+    of the chain at least 4 bonds apart, up to 10 heavy atoms, bring it within 2 (-0.9)."""
+    import amondask
+
+    (coil,) = _read("polyglycine_coil.xyz")
+    errors = {}
+    for components in (1, 2):
+        settings = {
+            **SETTINGS,
+            "amondask.amons.noncovalent.max-components": components,
+            "amondask.amons.noncovalent.cluster-sizes": [],
+            "amondask.amons.noncovalent.max-heavy-atoms": 10,
+            "amondask.amons.noncovalent.intramolecular-min-bonds": 4,
+        }
+        path = tmp_path / f"ws{components}.zarr"
+        with dask.config.set(settings):
+            amondask.run([coil], str(path), max_heavy_atoms=7, client=SERIAL, progress=False)
+            evaluation = amondask.evaluate(
+                str(path), client=SERIAL, progress=False, learning_curve=False
+            )
+        errors[components] = abs(float(evaluation["error"].values[0]))
+    assert errors[1] > 10, errors
+    assert errors[2] < 2, errors

@@ -65,14 +65,24 @@ class NoncovalentSettings:
         cluster_sizes: numbers of molecules s of the cluster amons (empty: none): per molecule
             of at most N_I heavy atoms, it and its s - 1 nearest such molecules, whole (the
             authors' water clusters: 2, 4, 5, 8, 9, 10).
+        intramolecular_min_bonds: combinations may also join parts of one molecule whose
+            atoms are all at least this many bonds apart (a folded chain's hydrogen bonds);
+            None: parts of different molecules only.
     """
 
     max_components: int = 1
     contact_angstrom: float = 3.0
     max_heavy_atoms: int | None = None
     cluster_sizes: tuple[int, ...] = ()
+    intramolecular_min_bonds: int | None = None
 
     def __post_init__(self) -> None:
+        far = self.intramolecular_min_bonds
+        if far is not None and (isinstance(far, bool) or int(far) != far or far < 3):
+            raise AmonError(
+                "intramolecular_min_bonds must be a whole number of at least 3 (closer parts "
+                f"share a neighbour, where both would put an H cap), or None, not {far!r}"
+            )
         sizes = tuple(self.cluster_sizes or ())
         if any(isinstance(s, bool) or int(s) != s or s < 2 for s in sizes):
             raise AmonError(
@@ -109,6 +119,7 @@ class NoncovalentSettings:
             contact_angstrom=float(config.get("amons.noncovalent.contact-angstrom")),
             max_heavy_atoms=None if limit is None else int(limit),
             cluster_sizes=tuple(config.get("amons.noncovalent.cluster-sizes") or ()),
+            intramolecular_min_bonds=config.get("amons.noncovalent.intramolecular-min-bonds"),
         )
 
     @classmethod
@@ -121,18 +132,22 @@ class NoncovalentSettings:
             contact_angstrom=float(value["contact_angstrom"]),
             max_heavy_atoms=value.get("max_heavy_atoms"),
             cluster_sizes=tuple(value.get("cluster_sizes") or ()),
+            intramolecular_min_bonds=value.get("intramolecular_min_bonds"),
         )
 
     def as_parameter(self) -> dict | None:
         """The workspace's defining parameter: None when off, else the settings."""
         if not self.enabled:
             return None
-        return {
+        parameter = {
             "max_components": int(self.max_components),
             "contact_angstrom": float(self.contact_angstrom),
             "max_heavy_atoms": self.max_heavy_atoms,
             "cluster_sizes": list(self.cluster_sizes),
         }
+        if self.intramolecular_min_bonds is not None:
+            parameter["intramolecular_min_bonds"] = int(self.intramolecular_min_bonds)
+        return parameter
 
 
 def molecule_of_atoms(graph: QueryGraph) -> tuple[int, ...]:
@@ -155,13 +170,43 @@ def molecule_of_atoms(graph: QueryGraph) -> tuple[int, ...]:
     return tuple(molecule)
 
 
-def contact_partners(
-    graph: QueryGraph, positions_angstrom: np.ndarray, contact_angstrom: float
-) -> list[int]:
-    """Per heavy atom ``a``, the bitmask of heavy atoms of *other* molecules in contact with it:
-    some atom of ``a``'s group (``a`` and its own H atoms) within ``contact_angstrom`` of some
-    atom of theirs. ``positions_angstrom``: (n_atoms, 3), the whole query's."""
+def far_atoms(graph: QueryGraph, min_bonds: int | None) -> list[int]:
+    """Per heavy atom, the bitmask of the heavy atoms a combination may join it with: those of
+    other molecules, and with ``min_bonds`` those of its own molecule at least that many bonds
+    away."""
     molecule = molecule_of_atoms(graph)
+    members: dict[int, int] = defaultdict(int)
+    for atom, home in enumerate(molecule):
+        members[home] |= 1 << atom
+    everything = graph.all_mask
+    out = []
+    for atom in range(graph.n):
+        own = members[molecule[atom]]
+        if min_bonds is None:
+            out.append(everything & ~own)
+            continue
+        near = reached = 1 << atom
+        for _ in range(min_bonds - 1):  # atoms fewer than min_bonds bonds away
+            frontier = 0
+            for other in bits(reached):
+                frontier |= graph.neighbours[other]
+            reached = frontier & ~near
+            near |= frontier
+        out.append(everything & ~near)
+    return out
+
+
+def contact_partners(
+    graph: QueryGraph,
+    positions_angstrom: np.ndarray,
+    contact_angstrom: float,
+    far: list[int] | None = None,
+) -> list[int]:
+    """Per heavy atom ``a``, the bitmask of heavy atoms in contact with it that a combination
+    may join it with (``far``, :func:`far_atoms`; None: those of other molecules): some atom of
+    ``a``'s group (``a`` and its own H atoms) within ``contact_angstrom`` of some atom of
+    theirs. ``positions_angstrom``: (n_atoms, 3), the whole query's."""
+    far = far_atoms(graph, None) if far is None else far
     owner = _group_owner(graph, len(positions_angstrom))
     kept = np.flatnonzero(owner >= 0)
     partners = [0] * graph.n
@@ -170,7 +215,7 @@ def contact_partners(
     tree = cKDTree(np.asarray(positions_angstrom, dtype=np.float64)[kept])
     for i, j in tree.query_pairs(float(contact_angstrom), output_type="ndarray"):
         a, b = int(owner[kept[i]]), int(owner[kept[j]])
-        if molecule[a] != molecule[b]:
+        if far[a] >> b & 1:
             partners[a] |= 1 << b
             partners[b] |= 1 << a
     return partners
@@ -196,7 +241,7 @@ def find_noncovalent_amon_graphs(
     if not settings.enabled:
         return []
     molecule = molecule_of_atoms(graph)
-    if len(set(molecule)) < 2:
+    if len(set(molecule)) < 2 and settings.intramolecular_min_bonds is None:
         return []
     if positions_angstrom is None:
         raise AmonError(
@@ -206,7 +251,7 @@ def find_noncovalent_amon_graphs(
     positions = np.asarray(positions_angstrom, dtype=np.float64)
     found = []
     if settings.max_components >= 2:
-        found += _combinations(graph, positions, molecule, covalent, settings, max_heavy_atoms)
+        found += _combinations(graph, positions, covalent, settings, max_heavy_atoms)
     if settings.cluster_sizes:
         found += _clusters(graph, positions, molecule, settings.cluster_sizes, max_heavy_atoms)
     out: dict[str, AmonGraph] = {}
@@ -236,15 +281,16 @@ CLUSTER_REACH_ANGSTROM = 12.0
 def _combinations(
     graph: QueryGraph,
     positions: np.ndarray,
-    molecule: tuple[int, ...],
     covalent: list[AmonGraph],
     settings: NoncovalentSettings,
     max_heavy_atoms: int,
 ) -> list[_Occurrence]:
-    """Every combination of 2..max_components covalent occurrences of different molecules,
-    connected through contacts, within the heavy-atom limit (atoms, bonds)."""
+    """Every combination of 2..max_components covalent occurrences of different molecules (or
+    far apart in one, see ``intramolecular_min_bonds``), connected through contacts, within the
+    heavy-atom limit (atoms, bonds)."""
     limit = int(settings.max_heavy_atoms or max_heavy_atoms)
-    partners = contact_partners(graph, positions, settings.contact_angstrom)
+    far = far_atoms(graph, settings.intramolecular_min_bonds)
+    partners = contact_partners(graph, positions, settings.contact_angstrom, far)
     components: list[AmonOccurrence] = []  # occurrences that touch another molecule
     reach: list[int] = []  # per component, the heavy atoms of other molecules it touches
     for entry in covalent:
@@ -257,7 +303,13 @@ def _combinations(
             if touched:
                 components.append(occurrence)
                 reach.append(touched)
-    home = [molecule[o.atoms[0]] for o in components]
+    mask = [sum(1 << atom for atom in o.atoms) for o in components]
+    joinable = []  # per component, the atoms another component may hold to join it
+    for occurrence in components:
+        allowed = graph.all_mask
+        for atom in occurrence.atoms:
+            allowed &= far[atom]
+        joinable.append(allowed)
     size = [len(o.atoms) for o in components]
     holding: dict[int, list[int]] = defaultdict(list)  # heavy atom -> components holding it
     for index, occurrence in enumerate(components):
@@ -269,18 +321,24 @@ def _combinations(
         for atom in bits(reach[index]):
             touching.update(holding[atom])
         contacts.append(
-            sorted(j for j in touching if home[j] != home[index] and size[j] + size[index] <= limit)
+            sorted(
+                j
+                for j in touching
+                if not mask[j] & ~joinable[index] and size[j] + size[index] <= limit
+            )
         )
     out: list[_Occurrence] = []
     level = {(index,) for index in range(len(components)) if contacts[index]}
     for _ in range(settings.max_components - 1):
         grown: set[tuple[int, ...]] = set()
         for combination in level:
-            homes = {home[k] for k in combination}
+            allowed = graph.all_mask
+            for k in combination:
+                allowed &= joinable[k]
             total = sum(size[k] for k in combination)
             for member in combination:
                 for partner in contacts[member]:
-                    if home[partner] in homes or total + size[partner] > limit:
+                    if mask[partner] & ~allowed or total + size[partner] > limit:
                         continue
                     grown.add(tuple(sorted((*combination, partner))))
         out.extend(_union([components[k] for k in combination]) for combination in sorted(grown))
