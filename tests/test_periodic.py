@@ -231,3 +231,11 @@ def test_the_example_cells_hold_what_the_readme_says():
     for amon in periodic_amons(cells["hbn32_cc"], PeriodicAmonSettings(shells=1)):
         n_carbon = int((amon.conformers[0].molecule.numbers == 6).sum())
         assert n_carbon in (0, 2), amon.key
+
+
+def test_the_remedy_refuses_a_cell_and_says_what_to_do():
+    from amondask.errors import AmondaskError
+    from amondask.pipeline.remedy import remedy_amons
+
+    with pytest.raises(AmondaskError, match="amons.periodic.shells"):
+        remedy_amons(silicon(1), 5)

@@ -74,6 +74,13 @@ def remedy_amons(
     if extra < 1:
         raise AmondaskError(f"extra_heavy_atoms must be at least 1, got {extra}")
     query = as_query_molecule(query)
+    from amondask.chem.periodic import is_periodic
+
+    if is_periodic(query):
+        raise AmondaskError(
+            f"{query.id}: the remedy adds larger covalent amons, which a periodic cell does not "
+            "have; give its cluster amons more shells (amondask.amons.periodic.shells) instead"
+        )
     n_heavy = int(sum(1 for z in query.numbers if z > 1))
     if strategy == "next-size":
         largest = min(max_heavy_atoms + extra, n_heavy - 1)
