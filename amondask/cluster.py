@@ -342,6 +342,20 @@ def kubernetes_cluster(n_workers: int | None = None, max_workers: int | None = N
     return cluster
 
 
+def scatter_to_all(client: Any, value: Any, *, hash: bool = True, tries: int = 3) -> Any:
+    """``client.scatter(value, broadcast=True)``, tried again when a worker goes away during
+    it: an adaptive SLURM or Kubernetes cluster retires idle workers at any moment, and a
+    broadcast that targeted one fails with CommClosedError (an OSError); the next try sends to
+    the workers still there. Returns the future."""
+    for attempt in range(tries):
+        try:
+            return client.scatter(value, broadcast=True, hash=hash)
+        except OSError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _wait_for_first_worker(client: Any, kind: str) -> None:
     timeout = float(config.get("cluster.wait-timeout-s"))
     try:

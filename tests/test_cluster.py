@@ -128,3 +128,29 @@ def test_attached_scheduler_without_workers_fails_after_the_wait(tmp_path):
     with pytest.raises(ConfigError, match="needs a scheduler"):
         with get_client(cluster="address", quiet=True):
             pass
+
+
+def test_scatter_to_all_tries_again_when_a_worker_leaves():
+    """An adaptive cluster may retire a worker while a broadcast scatter targets it (seen on
+    SLURM: CommClosedError, an OSError); the scatter is tried again, and a lasting failure
+    still raises."""
+    from distributed.comm.core import CommClosedError
+
+    from amondask.cluster import scatter_to_all
+
+    class Flaky:
+        def __init__(self, failures: int):
+            self.failures = failures
+            self.calls = []
+
+        def scatter(self, value, broadcast, hash):
+            self.calls.append((value, broadcast, hash))
+            if len(self.calls) <= self.failures:
+                raise CommClosedError("in <TCP (closed) ConnectionPool.scatter>: Stream is closed")
+            return "future"
+
+    client = Flaky(failures=2)
+    assert scatter_to_all(client, "labeler", hash=False) == "future"
+    assert client.calls == [("labeler", True, False)] * 3
+    with pytest.raises(CommClosedError):
+        scatter_to_all(Flaky(failures=3), "labeler")

@@ -168,7 +168,9 @@ def _run_tasks(
         return []
     client = _distributed_client(scheduler)
     if client is not None:
-        handle = client.scatter(_Handle(shared), broadcast=True, hash=False)
+        from amondask.cluster import scatter_to_all
+
+        handle = scatter_to_all(client, _Handle(shared), hash=False)
         futures = [client.submit(function, handle, *args, pure=False) for args in arguments]
         return client.gather(futures)
     handle = dask.delayed(_Handle(shared), traverse=False)

@@ -289,7 +289,9 @@ def label_workspace(
         else:
             from distributed import as_completed
 
-            shared = client.scatter(labeler, broadcast=True)
+            from amondask.cluster import scatter_to_all
+
+            shared = scatter_to_all(client, labeler)
             futures = [
                 client.submit(
                     _label_rows, workspace.spec, target, rows, shared, retries=retries, pure=False
