@@ -17,10 +17,16 @@ through amondask's own labeler) so that each is a minimum of the level the bench
   GFN2-xTB: one molecule folded onto itself, whose N-H...O=C contacts between residues far
   apart in the chain only intramolecular combinations see.
 
+- ``peptide_folded.xyz``: the decapeptide of ``examples/large_molecules/peptide.pdb`` (H atoms
+  added by amondask's reader) relaxed with GFN2-xTB (650 BFGS steps, ~10-18 min): it folds
+  into N-H/O-H...O/N contacts between residues far apart in the chain.
+
 All are extended XYZ with ``id=`` in the comment line; read the complexes with
 ``amondask.read.allow-fragments: true`` (see ``noncovalent.yaml`` beside them).
 
     python scripts/make_noncovalent_examples.py [--max-water N] [--only NAME ...]
+
+(``relaxed`` uses max_steps=3000; the peptide needs 650.)
 """
 
 from __future__ import annotations
@@ -195,6 +201,15 @@ def polyglycine_coil() -> Molecule:
     return relaxed(Molecule.from_rdkit(mol, "polyglycine_G8_coil"))
 
 
+def peptide_folded() -> Molecule:
+    from amondask.chem.readers import read_molecules
+
+    pdb = OUT.parent / "large_molecules" / "peptide.pdb"
+    (peptide,) = read_molecules(pdb, on_error="raise").molecules
+    folded = relaxed(peptide)
+    return Molecule("peptide_folded", folded.numbers, folded.bonds, positions=folded.positions)
+
+
 def write_xyz(path: Path, molecules: list[Molecule], note: str) -> None:
     table = Chem.GetPeriodicTable()
     with path.open("w") as handle:
@@ -208,7 +223,7 @@ def write_xyz(path: Path, molecules: list[Molecule], note: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--max-water", type=int, default=21, help="largest (H2O)n (21)")
-    names = ["base_pairs", "water_clusters", "polyglycine_coil"]
+    names = ["base_pairs", "water_clusters", "polyglycine_coil", "peptide_folded"]
     parser.add_argument("--only", nargs="*", choices=names, default=names)
     args = parser.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
@@ -226,6 +241,12 @@ def main() -> None:
         )
     if "polyglycine_coil" in args.only:
         write_xyz(OUT / "polyglycine_coil.xyz", [polyglycine_coil()], "relaxed with GFN2-xTB")
+    if "peptide_folded" in args.only:
+        write_xyz(
+            OUT / "peptide_folded.xyz",
+            [peptide_folded()],
+            "NLYIQWLKDG from large_molecules/peptide.pdb relaxed with GFN2-xTB",
+        )
 
 
 if __name__ == "__main__":

@@ -300,3 +300,20 @@ def test_invariant_to_atom_order_rotation_and_translation(waters, base_pairs, na
     assert first.keys() == second.keys()
     for key in first:
         np.testing.assert_allclose(first[key], second[key], atol=1e-6)
+
+
+def test_folded_peptide_example_is_the_decapeptide_folded():
+    """examples/noncovalent/peptide_folded.xyz: the decapeptide of large_molecules/peptide.pdb
+    (the same graph) after GFN2-xTB folded it: many X-H...O/N contacts between parts of the
+    chain at least 4 bonds apart, which its intramolecular combinations hold."""
+    (folded,) = examples("peptide_folded.xyz").values()
+    (peptide,) = read_molecules(
+        EXAMPLES.parent / "large_molecules" / "peptide.pdb", on_error="raise"
+    ).molecules
+    assert folded.key == peptide.key and folded.n_atoms == peptide.n_atoms == 177
+    settings = NoncovalentSettings(
+        max_components=2, contact_angstrom=2.2, intramolecular_min_bonds=4
+    )
+    amons = extract_amons(folded, 3, geometry=False, noncovalent=settings)
+    contacts = {a.key: a.count for a in amons if not is_covalent_key(a.key)}
+    assert sum(contacts.values()) >= 10 and contacts["C=O.N"] >= 5, contacts

@@ -132,10 +132,11 @@ def extract_amons(
     do, else they keep the query's geometry with H caps. Raises AmonError (or another
     AmondaskError) for a query that cannot be processed.
 
-    ``noncovalent`` (default ``amondask.amons.noncovalent``, off): for a query of several
-    molecules, also the non-covalent amons, combinations of covalent amons of different
-    molecules in contact (:mod:`amondask.amons.noncovalent`), at the query's geometry, never
-    relaxed; they need the query's own coordinates.
+    ``noncovalent`` (default ``amondask.amons.noncovalent``, off): also the non-covalent
+    amons (:mod:`amondask.amons.noncovalent`) of a query of several molecules (or of one folded
+    onto itself, with ``intramolecular_min_bonds``): combinations of covalent amons in contact
+    and clusters of whole molecules, at the query's geometry, never relaxed; they need the
+    query's own coordinates.
 
     Options for amons beyond the plain set (off by default; used by the outlier remedy,
     :mod:`amondask.pipeline.remedy`): ``min_heavy_atoms`` keeps only amons of at least that many
