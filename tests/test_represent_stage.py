@@ -187,3 +187,25 @@ def test_blocks_progress_bar_counts_the_done_markers(capsys):
     with blocks_progress_bar(group, "K", "kernel off", enabled=False):
         pass
     assert "kernel off" not in capsys.readouterr().err
+
+
+def test_queries_without_hydrogen_get_the_caps_types_and_old_bases_still_work(tmp_path):
+    """Queries without any H (CO2 and N2 here; a crystal) have H-capped amons: the basis counts
+    three H for each of them. A basis stored before that rule (without H) is still accepted,
+    as it holds every type the queries themselves need."""
+    from amondask.represent import slatm_mbtypes
+
+    queries = ["O=C=O", "N#N"]
+    ws = Workspace(tmp_path / "ws.zarr")
+    extract(queries, ws, max_heavy_atoms=3, client=SERIAL, progress=False)
+    stored = represent_module._basis(ws, {})
+    with_caps = slatm_mbtypes([[6, 8, 8, 1, 1, 1], [7, 7, 1, 1, 1]])
+    assert sorted(map(tuple, stored)) == sorted(map(tuple, with_caps))
+    old_rule = slatm_mbtypes([m.numbers for m in ws.queries.molecules()])
+    assert [1] not in old_rule and [1] in stored
+
+    old = Workspace(tmp_path / "old.zarr")
+    extract(queries, old, max_heavy_atoms=3, client=SERIAL, progress=False)
+    group = old.root.require_group("represent/aslatm")
+    group.attrs.update({"mbtypes": old_rule})  # as amondask stored it before
+    assert represent_module._basis(old, {}) == [list(m) for m in old_rule]

@@ -127,27 +127,32 @@ def _basis(workspace: Workspace, parameters: dict[str, Any]) -> list[list[int]]:
 
     The counts matter, not only the elements: a three-body type with a repeated element (H-C-H,
     C-C-C) exists only when some molecule has two (three) atoms of it; three of each element
-    give every type, so the compositions are kept with counts capped at 3. Every composition
-    holds H (three of it): the amons are H-capped even when their query has no H (a crystal)."""
+    give every type, so the compositions are kept with counts capped at 3. A query without H
+    (a crystal) counts three H: its amons are H-capped. A basis stored before that rule is
+    still accepted when it holds every type the queries themselves need."""
     from amondask.represent import slatm_mbtypes
 
     group = workspace.root.require_group(GROUP)
     queries = workspace.queries
     offsets = queries.offsets()
     numbers = queries.group["numbers"][: int(offsets[-1])]
-    compositions = set()
+    compositions, with_caps = set(), set()
     for k in range(queries.n_rows):
         values, counts = np.unique(numbers[offsets[k] : offsets[k + 1]], return_counts=True)
         capped = {int(z): min(int(c), 3) for z, c in zip(values, counts, strict=True)}
-        capped[1] = 3  # the H caps of the amons
         compositions.add(tuple(sorted(capped.items())))
-    needed = slatm_mbtypes(
-        [[z for z, c in composition for _ in range(c)] for composition in sorted(compositions)]
-    )
+        capped.setdefault(1, 3)  # the H caps of a query without H
+        with_caps.add(tuple(sorted(capped.items())))
+
+    def types(of: set) -> list[list[int]]:
+        return slatm_mbtypes([[z for z, c in comp for _ in range(c)] for comp in sorted(of)])
+
+    needed = types(compositions)
     stored = group.attrs.get("mbtypes")
     if stored is None:
-        group.attrs.update({"mbtypes": needed, "parameters": parameters})
-        return needed
+        complete = types(with_caps)
+        group.attrs.update({"mbtypes": complete, "parameters": parameters})
+        return complete
     missing = {tuple(m) for m in needed} - {tuple(m) for m in stored}
     if missing:
         raise WorkspaceError(
