@@ -5,8 +5,10 @@
 
 Modules: :mod:`.subgraphs` (connected-subgraph enumeration), :mod:`.pi_bonds` (pi-bond
 assignment), :mod:`.rings` and :mod:`.rules` (the "plain" and "paper" rule sets),
-:mod:`.graphs` (graph-level amons and keys), :mod:`.geometry` (caps, MMFF94, conformers) and
-:mod:`.extract` (the public :func:`extract_amons`).
+:mod:`.graphs` (graph-level amons and keys), :mod:`.geometry` (caps, MMFF94, conformers),
+:mod:`.extract` (the public :func:`extract_amons`), :mod:`.noncovalent` (amons of several
+molecules in contact, or of one folded onto itself) and :mod:`.periodic` (H-capped clusters
+cut from a crystal or a sheet).
 """
 
 from amondask.amons.extract import Amon, AmonConformer, extract_amons
