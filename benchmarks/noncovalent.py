@@ -35,7 +35,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dask.config
 import numpy as np
 import yaml
 
@@ -46,7 +45,7 @@ from qm9_sample import (  # noqa: E402
     evaluation_record,
     machine_record,
     number_text,
-    run_and_evaluate,
+    run_with_settings,
     write_result,
 )
 
@@ -126,29 +125,26 @@ def settings(noncovalent: dict) -> dict[str, Any]:
 
 def run_system(name: str, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from amondask.chem import read_molecules
-    from amondask.cluster import get_client
-    from amondask.label import get_labeler
     from amondask.models.metrics import KCAL_PER_MOL_PER_HARTREE
     from amondask.store.workspace import Workspace
 
     file, ids, max_heavy_atoms, noncovalent, authors = SYSTEMS[name]
     config = settings(noncovalent)
     started = time.perf_counter()
-    with dask.config.set(config):
+
+    def load_queries() -> list:
         molecules = read_molecules(EXAMPLES / file, on_error="raise").molecules
-        if ids is not None:
-            molecules = [m for m in molecules if m.id in ids]
-        labeler = get_labeler("xtb")
-        path = workdir / f"{name}.zarr"
-        with get_client(None, n_workers=args.workers, quiet=True) as client:
-            evaluations, stage_seconds = run_and_evaluate(
-                molecules,
-                path,
-                labeler,
-                max_heavy_atoms=max_heavy_atoms,
-                client=client,
-                quiet=args.quiet,
-            )
+        return [m for m in molecules if ids is None or m.id in ids]
+
+    path = workdir / f"{name}.zarr"
+    labeler, evaluations, stage_seconds = run_with_settings(
+        config,
+        load_queries,
+        path,
+        max_heavy_atoms=max_heavy_atoms,
+        workers=args.workers,
+        quiet=args.quiet,
+    )
     workspace = Workspace(str(path), mode="r")
     store = workspace.amons
     summary = store.summary()

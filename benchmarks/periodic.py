@@ -23,8 +23,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import dask.config
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from large_covalent import query_records  # noqa: E402
@@ -32,7 +30,7 @@ from qm9_sample import (  # noqa: E402
     evaluation_record,
     machine_record,
     number_text,
-    run_and_evaluate,
+    run_with_settings,
     write_result,
 )
 
@@ -44,8 +42,6 @@ AUTHORS = {"si64": "0.46 (PBE; Si5H12, Si17H36, Si18H36)"}
 
 def run_shells(shells: int, workdir: Path, args: argparse.Namespace) -> dict[str, Any]:
     from amondask.chem import read_molecules
-    from amondask.cluster import get_client
-    from amondask.label import get_labeler
     from amondask.store.workspace import Workspace
 
     settings = {
@@ -54,14 +50,15 @@ def run_shells(shells: int, workdir: Path, args: argparse.Namespace) -> dict[str
         "amondask.amons.periodic.shells": shells,
     }
     started = time.perf_counter()
-    with dask.config.set(settings):
-        molecules = read_molecules(EXAMPLES / "crystals.extxyz", on_error="raise").molecules
-        labeler = get_labeler("xtb")
-        path = workdir / f"shells{shells}.zarr"
-        with get_client(None, n_workers=args.workers, quiet=True) as client:
-            evaluations, stage_seconds = run_and_evaluate(
-                molecules, path, labeler, max_heavy_atoms=7, client=client, quiet=args.quiet
-            )
+    path = workdir / f"shells{shells}.zarr"
+    labeler, evaluations, stage_seconds = run_with_settings(
+        settings,
+        lambda: read_molecules(EXAMPLES / "crystals.extxyz", on_error="raise").molecules,
+        path,
+        max_heavy_atoms=7,
+        workers=args.workers,
+        quiet=args.quiet,
+    )
     workspace = Workspace(str(path), mode="r")
     store = workspace.amons
     queries = query_records(workspace, evaluations)

@@ -173,3 +173,36 @@ def write_result(out: Path, result: dict, markdown_text: str) -> None:
     out.write_text(json.dumps(result, indent=1, default=float))
     out.with_suffix(".md").write_text(markdown_text)
     print(markdown_text)
+
+
+def run_with_settings(
+    settings: dict[str, Any],
+    load_queries: Any,
+    path: Path,
+    *,
+    max_heavy_atoms: int,
+    workers: int | None,
+    quiet: bool,
+) -> tuple[Any, dict, dict[str, float]]:
+    """:func:`run_and_evaluate` with the GFN2-xTB labeler on a LocalCluster of ``workers``,
+    all under the dask config ``settings`` (the queries are read by ``load_queries()`` inside
+    it, as reading may depend on it, e.g. ``read.allow-fragments``). Returns (labeler,
+    evaluations by protocol, stage seconds)."""
+    import dask.config
+
+    from amondask.cluster import get_client
+    from amondask.label import get_labeler
+
+    with dask.config.set(settings):
+        molecules = load_queries()
+        labeler = get_labeler("xtb")
+        with get_client(None, n_workers=workers, quiet=True) as client:
+            evaluations, stage_seconds = run_and_evaluate(
+                molecules,
+                path,
+                labeler,
+                max_heavy_atoms=max_heavy_atoms,
+                client=client,
+                quiet=quiet,
+            )
+    return labeler, evaluations, stage_seconds

@@ -188,6 +188,12 @@ def find_amon_graphs(
             if entry is None:
                 entry = found[key] = AmonGraph(key=key, n_heavy=len(atoms), occurrences=[])
             entry.occurrences.append(AmonOccurrence(atoms=atoms, bonds=bonds))
+    return sorted_amon_graphs(found)
+
+
+def sorted_amon_graphs(found: dict[str, AmonGraph]) -> list[AmonGraph]:
+    """The AmonGraphs of ``found`` (by key) sorted by (n_heavy, key), each one's occurrences
+    by atom indices (one occurrence per atom set and key), in place."""
     out = sorted(found.values(), key=lambda amon: (amon.n_heavy, amon.key))
     for amon in out:
         amon.occurrences.sort(key=lambda occurrence: occurrence.atoms)

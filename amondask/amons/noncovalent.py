@@ -47,7 +47,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 
 from amondask import config
-from amondask.amons.graphs import AmonGraph, AmonOccurrence, amon_key
+from amondask.amons.graphs import AmonGraph, AmonOccurrence, amon_key, sorted_amon_graphs
 from amondask.amons.query import QueryGraph, bits
 from amondask.errors import AmonError
 
@@ -170,11 +170,13 @@ def molecule_of_atoms(graph: QueryGraph) -> tuple[int, ...]:
     return tuple(molecule)
 
 
-def far_atoms(graph: QueryGraph, min_bonds: int | None) -> list[int]:
+def far_atoms(
+    graph: QueryGraph, min_bonds: int | None, molecule: tuple[int, ...] | None = None
+) -> list[int]:
     """Per heavy atom, the bitmask of the heavy atoms a combination may join it with: those of
     other molecules, and with ``min_bonds`` those of its own molecule at least that many bonds
-    away."""
-    molecule = molecule_of_atoms(graph)
+    away. ``molecule``: :func:`molecule_of_atoms` of the graph, when at hand."""
+    molecule = molecule_of_atoms(graph) if molecule is None else molecule
     members: dict[int, int] = defaultdict(int)
     for atom, home in enumerate(molecule):
         members[home] |= 1 << atom
@@ -251,7 +253,8 @@ def find_noncovalent_amon_graphs(
     positions = np.asarray(positions_angstrom, dtype=np.float64)
     found = []
     if settings.max_components >= 2:
-        found += _combinations(graph, positions, covalent, settings, max_heavy_atoms)
+        far = far_atoms(graph, settings.intramolecular_min_bonds, molecule)
+        found += _combinations(graph, positions, covalent, settings, max_heavy_atoms, far)
     if settings.cluster_sizes:
         found += _clusters(graph, positions, molecule, settings.cluster_sizes, max_heavy_atoms)
     out: dict[str, AmonGraph] = {}
@@ -265,10 +268,7 @@ def find_noncovalent_amon_graphs(
         if entry is None:
             entry = out[key] = AmonGraph(key=key, n_heavy=len(atoms), occurrences=[])
         entry.occurrences.append(AmonOccurrence(atoms=atoms, bonds=bonds))
-    result = sorted(out.values(), key=lambda amon: (amon.n_heavy, amon.key))
-    for amon in result:
-        amon.occurrences.sort(key=lambda occurrence: (occurrence.atoms, occurrence.bonds))
-    return result
+    return sorted_amon_graphs(out)
 
 
 _Occurrence = tuple[tuple[int, ...], tuple[tuple[int, int, int], ...]]
@@ -284,12 +284,12 @@ def _combinations(
     covalent: list[AmonGraph],
     settings: NoncovalentSettings,
     max_heavy_atoms: int,
+    far: list[int],
 ) -> list[_Occurrence]:
     """Every combination of 2..max_components covalent occurrences of different molecules (or
-    far apart in one, see ``intramolecular_min_bonds``), connected through contacts, within the
-    heavy-atom limit (atoms, bonds)."""
+    far apart in one, see ``intramolecular_min_bonds``; ``far``: :func:`far_atoms`), connected
+    through contacts, within the heavy-atom limit (atoms, bonds)."""
     limit = int(settings.max_heavy_atoms or max_heavy_atoms)
-    far = far_atoms(graph, settings.intramolecular_min_bonds)
     partners = contact_partners(graph, positions, settings.contact_angstrom, far)
     components: list[AmonOccurrence] = []  # occurrences that touch another molecule
     reach: list[int] = []  # per component, the heavy atoms of other molecules it touches
