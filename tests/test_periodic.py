@@ -7,6 +7,8 @@ same crystal, so it must give the same atomic representation and the same amons.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import dask.config
 import numpy as np
 import pytest
@@ -135,9 +137,10 @@ def test_periodic_label_matches_tblites_ase_calculator():
 
 def test_cluster_amons_of_diamond_silicon():
     """Shells 2: SiH4, Si2H6, Si5H12 (a Si and its 4 neighbours), Si8H18 (a bond and its 6
-    neighbours) and Si17H36 (two shells), one conformer each (every atom and bond of diamond is
-    alike), each cap 1.48 A from its Si along the cut bond, the Si atoms where the crystal has
-    them."""
+    neighbours) and Si35H36 (two shells, Si17, with the 12 atoms that close its six-membered
+    rings and the 6 that close the rings these open: the authors' Si17H36 has 12 pairs of caps
+    1.42 A apart), one conformer each (every atom and bond of diamond is alike), each cap
+    1.48 A from its Si along the cut bond, the Si atoms where the crystal has them."""
     amons = periodic_amons(silicon(1), PeriodicAmonSettings(shells=2))
     formulas = {}
     for amon in amons:
@@ -151,7 +154,7 @@ def test_cluster_amons_of_diamond_silicon():
         (2, 6): (16, 1),
         (5, 12): (8, 1),
         (8, 18): (16, 1),
-        (17, 36): (8, 1),
+        (35, 36): (8, 1),
     }
     si5 = next(a for a in amons if a.n_heavy == 5).conformers[0].molecule
     centre = np.flatnonzero([len([b for b in si5.bonds if i in b[:2]]) == 4 and z == 14
@@ -162,6 +165,27 @@ def test_cluster_amons_of_diamond_silicon():
         expected = 1.48 if 1 in (si5.numbers[i], si5.numbers[j]) else 5.43 * np.sqrt(3) / 4
         assert length == pytest.approx(expected, abs=1e-3)
     assert len(centre) >= 1
+
+
+def test_cluster_amons_close_every_ring_they_cut():
+    """Clusters take in every atom bonded to two of their atoms, so no two H caps point at one
+    missing atom: in the example cells (2 shells) every H is more than 1.7 A from every atom
+    it is not bonded to (diamond Si: 2.42, hBN: 1.75; without ring closure 1.42 and 0.44)."""
+    from amondask.chem import read_molecules
+
+    path = Path(__file__).resolve().parent.parent / "examples" / "periodic" / "crystals.extxyz"
+    cells = read_molecules(path, on_error="raise").molecules
+    for cell in cells:
+        for amon in periodic_amons(cell, PeriodicAmonSettings(shells=2)):
+            molecule = amon.conformers[0].molecule
+            hydrogens = np.flatnonzero(molecule.numbers == 1)
+            bonded = {frozenset(b[:2]) for b in molecule.bonds}
+            for h in hydrogens:
+                for other in range(len(molecule.numbers)):
+                    if other != h and frozenset((h, other)) not in bonded:
+                        distance = np.linalg.norm(molecule.positions[h] - molecule.positions[other])
+                        assert distance > 1.7, (cell.id, amon.key, h, other, distance)
+            assert int((molecule.numbers > 1).sum()) == amon.n_heavy
 
 
 @pytest.mark.parametrize("shells", [1, 2])

@@ -184,12 +184,30 @@ def _grown(core: set[Site], shells: int, bonded, numbers: np.ndarray) -> list[fr
     """``core`` and its heavy-atom shells 1..``shells`` (each a cluster), or [] if shells < 0."""
     if shells < 0:
         return []
-    out = [frozenset(core)]
-    current = set(core)
+    current = _ring_closed(set(core), bonded, numbers)
+    out = [frozenset(current)]
     for _ in range(shells):
         current |= {n for site in current for n in bonded(site) if numbers[n[0]] > 1}
+        current = _ring_closed(current, bonded, numbers)
         out.append(frozenset(current))
     return out
+
+
+def _ring_closed(cluster: set[Site], bonded, numbers: np.ndarray) -> set[Site]:
+    """``cluster`` with every outside heavy atom bonded to two or more of its atoms added,
+    until none is left: two H caps never point at one missing atom (in diamond they would
+    stand 1.42 angstrom apart, in hBN 0.44), so every ring the cluster cuts is cut once."""
+    cluster = set(cluster)
+    while True:
+        contacts: dict[Site, int] = defaultdict(int)
+        for site in cluster:
+            for other in bonded(site):
+                if numbers[other[0]] > 1 and other not in cluster:
+                    contacts[other] += 1
+        closing = {site for site, count in contacts.items() if count >= 2}
+        if not closing:
+            return cluster
+        cluster |= closing
 
 
 def _translated_to_origin(cluster: frozenset[Site]) -> frozenset[Site]:
