@@ -5,7 +5,7 @@ one B-N pair replaced by C=C) go through the real system with the settings of
 ``examples/periodic/periodic.yaml``: cluster amons cut from the crystal and capped with H
 (:mod:`amondask.amons.periodic`), GFN2-xTB single points (tblite; the cells with periodic
 boundary conditions at the Gamma point), periodic aSLATM for the cells, the global model and
-the per-query one. One workspace per number of shells (1, 2, 3), so the table shows how the
+the per-query one. One workspace per number of shells (1, 2), so the table shows how the
 error falls as the clusters grow. Errors are predicted minus reference, per cell and per atom
 (kcal/mol).
 
@@ -114,7 +114,7 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="where the workspaces go (resumes)")
-    parser.add_argument("--shells", type=int, nargs="*", default=[1, 2, 3])
+    parser.add_argument("--shells", type=int, nargs="*", default=[1, 2])
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS / "periodic.json")
     parser.add_argument("--quiet", action="store_true")

@@ -5,9 +5,16 @@ its amons are clusters around each atom and each bond, as the authors built them
 (Si5H12, Si17H36, ... to predict the diamond cell):
 
 - *atom-centred*: an atom and every atom within k bonds of it, for k = 0..``shells``
-  (diamond silicon: SiH4, Si5H12, Si17H36 for shells = 2);
+  (diamond silicon: SiH4, Si5H12, Si35H36 for shells = 2);
 - *bond-centred*: the two atoms of a bond and every atom within k bonds of either, for
   k = 0..``shells`` - 1 (Si2H6, Si8H18).
+
+Each cluster is closed over the rings it cuts: an outside atom bonded to two or more cluster
+atoms joins it, until none is left, so no two H caps point at one missing atom. Without this
+the two-shell silicon cluster is the authors' Si17H36, whose 12 pairs of caps stand 1.42
+angstrom apart (hBN flakes: 0.44), and its single-point energy carries that strain: GFN2-xTB
+energies of the closed clusters are additive over Si groups to ~1 kcal/mol up to Si87H124,
+those of the open ones to ~50.
 
 Bonds are perceived across the cell's faces (:func:`amondask.chem.periodic.periodic_bonds`);
 every bond a cluster cuts gets an H cap along it at the standard X-H length, as the covalent
