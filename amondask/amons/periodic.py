@@ -13,7 +13,7 @@ Each cluster is closed over the rings it cuts: an outside atom bonded to two or 
 atoms joins it, until none is left, so no two H caps point at one missing atom. Without this
 the two-shell silicon cluster is the authors' Si17H36, whose 12 pairs of caps stand 1.42
 angstrom apart (hBN flakes: 0.44), and its single-point energy carries that strain: GFN2-xTB
-energies of the closed clusters are additive over Si groups to ~1 kcal/mol up to Si87H124,
+energies of the closed clusters are additive over Si groups to ~1 kcal/mol up to Si87H76,
 those of the open ones to ~50.
 
 Bonds are perceived across the cell's faces (:func:`amondask.chem.periodic.periodic_bonds`);
