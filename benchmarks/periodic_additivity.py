@@ -27,7 +27,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from qm9_sample import machine_record, write_result  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
-HARTREE_TO_KCAL = 627.509474
 
 
 def main() -> None:
@@ -42,6 +41,7 @@ def main() -> None:
     from amondask.chem import read_molecules
     from amondask.chem.periodic import cell_of
     from amondask.label.xtb import XTBLabeler
+    from amondask.models.metrics import KCAL_PER_MOL_PER_HARTREE
 
     cells = read_molecules(ROOT / "examples/periodic/crystals.extxyz", on_error="raise")
     silicon = next(m for m in cells.molecules if m.id == "si64")
@@ -50,7 +50,7 @@ def main() -> None:
     cell_energy, _ = labeler.single_point(
         silicon.numbers, silicon.positions, lattice_angstrom=lattice, pbc=pbc
     )
-    bulk = cell_energy * HARTREE_TO_KCAL / len(silicon.numbers)
+    bulk = cell_energy * KCAL_PER_MOL_PER_HARTREE / len(silicon.numbers)
     rows = []
     for amon in periodic_amons(silicon, PeriodicAmonSettings(shells=args.shells)):
         molecule = amon.conformers[0].molecule
@@ -71,7 +71,7 @@ def main() -> None:
                 "formula": f"Si{int((numbers == 14).sum())}H{int((numbers == 1).sum())}",
                 "si_groups_by_h": groups,
                 "n_h": int((numbers == 1).sum()),
-                "energy_kcal_mol": energy * HARTREE_TO_KCAL,
+                "energy_kcal_mol": energy * KCAL_PER_MOL_PER_HARTREE,
                 "seconds": time.perf_counter() - started,
             }
         )
