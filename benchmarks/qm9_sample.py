@@ -183,8 +183,10 @@ def run_with_settings(
     max_heavy_atoms: int,
     workers: int | None,
     quiet: bool,
+    labeler_name: str = "xtb",
 ) -> tuple[Any, dict, dict[str, float]]:
-    """:func:`run_and_evaluate` with the GFN2-xTB labeler on a LocalCluster of ``workers``,
+    """:func:`run_and_evaluate` with the labeler ``labeler_name`` (its settings from
+    ``settings``; GFN2-xTB by default) on a LocalCluster of ``workers``,
     all under the dask config ``settings`` (the queries are read by ``load_queries()`` inside
     it, as reading may depend on it, e.g. ``read.allow-fragments``). Returns (labeler,
     evaluations by protocol, stage seconds)."""
@@ -195,7 +197,7 @@ def run_with_settings(
 
     with dask.config.set(settings):
         molecules = load_queries()
-        labeler = get_labeler("xtb")
+        labeler = get_labeler(labeler_name)
         with get_client(None, n_workers=workers, quiet=True) as client:
             evaluations, stage_seconds = run_and_evaluate(
                 molecules,

@@ -10,6 +10,10 @@
 - ``hbn32_cc``: the same sheet with one bonded B-N pair replaced by C=C (carbon doping that
   keeps the sheet closed-shell; a lone C would leave an unpaired electron).
 
+``si8.extxyz``: the 8-atom cubic diamond cell (same lattice constant), for the PBE example
+(``periodic_pbe.yaml``): PySCF samples it on a 2x2x2 k-point mesh, the same states as the
+64-atom cell at the Gamma point, at a fraction of the cost.
+
     python scripts/make_periodic_examples.py
 """
 
@@ -40,6 +44,10 @@ def main() -> None:
     path = OUT / "crystals.extxyz"
     write(path, [silicon, sheet, doped], format="extxyz")
     print(f"wrote {path}")
+    small = bulk("Si", "diamond", a=5.431, cubic=True)
+    small.info = {"id": "si8"}
+    write(OUT / "si8.extxyz", small, format="extxyz")
+    print(f"wrote {OUT / 'si8.extxyz'}")
 
 
 if __name__ == "__main__":
