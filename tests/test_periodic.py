@@ -188,6 +188,26 @@ def test_cluster_amons_close_every_ring_they_cut():
             assert int((molecule.numbers > 1).sum()) == amon.n_heavy
 
 
+def test_ring_closure_of_a_close_packed_crystal_stops_with_an_error():
+    """In an fcc crystal bonded to all 12 neighbours every missing neighbour of a cluster bonds
+    to two of its atoms, so ring closure would never end: it stops with an AmonError (an
+    error row for the query) instead of hanging."""
+    from amondask.errors import AmonError
+
+    crystal = bulk("C", "fcc", a=2.4)  # 1.70 A to 12 neighbours: bonded at factor 1.15
+    pbc = np.array([True, True, True])
+    dense = Molecule(
+        "fcc_c",
+        crystal.numbers,
+        np.zeros((0, 3)),
+        positions=crystal.positions,
+        metadata=cell_metadata(crystal.cell.array, pbc),
+    )
+    assert len(periodic_bonds(dense.numbers, dense.positions, crystal.cell.array, pbc)[0]) == 12
+    with pytest.raises(AmonError, match="too densely bonded"):
+        periodic_amons(dense, PeriodicAmonSettings(shells=1))
+
+
 @pytest.mark.parametrize("shells", [1, 2])
 def test_cluster_amons_are_the_same_for_a_supercell(shells):
     settings = PeriodicAmonSettings(shells=shells)

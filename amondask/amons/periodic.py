@@ -200,12 +200,26 @@ def _grown(core: set[Site], shells: int, bonded, numbers: np.ndarray) -> list[fr
     return out
 
 
+MAX_RING_CLOSED_ATOMS = 2000
+"""Ring closure stops with an AmonError past this many heavy atoms (Si87 at 3 shells in
+diamond): in a densely bonded crystal (close packed, 12 bonds per atom) every missing
+neighbour bonds to two cluster atoms and the closure would grow without end."""
+
+
 def _ring_closed(cluster: set[Site], bonded, numbers: np.ndarray) -> set[Site]:
     """``cluster`` with every outside heavy atom bonded to two or more of its atoms added,
     until none is left: two H caps never point at one missing atom (in diamond they would
-    stand 1.42 angstrom apart, in hBN 0.44), so every ring the cluster cuts is cut once."""
+    stand 1.42 angstrom apart, in hBN 0.44), so every ring the cluster cuts is cut once.
+    Raises AmonError when the cluster passes MAX_RING_CLOSED_ATOMS heavy atoms."""
     cluster = set(cluster)
     while True:
+        if len(cluster) > MAX_RING_CLOSED_ATOMS:
+            raise AmonError(
+                f"closing the rings of a cluster amon passed {MAX_RING_CLOSED_ATOMS} heavy "
+                "atoms without end: the crystal is too densely bonded (e.g. close packed) for "
+                "H-capped cluster amons; check the cell and the bond perception "
+                "(label.topology.covalent-radius-factor), or leave this cell out"
+            )
         contacts: dict[Site, int] = defaultdict(int)
         for site in cluster:
             for other in bonded(site):
