@@ -292,6 +292,8 @@ def _saturated(numbers: list[int], bonds: list[tuple[int, int]], positions: np.n
             return mol
     except Exception:
         pass
+    if sum(numbers) % 2:  # an odd electron count has no closed-shell neutral bond orders
+        return None  # (and RDKit's search can take minutes to find that out)
     try:
         perceived = Chem.Mol(mol)
         for atom in perceived.GetAtoms():
