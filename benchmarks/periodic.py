@@ -5,18 +5,17 @@ one B-N pair replaced by C=C) go through the real system with the settings of
 ``examples/periodic/periodic.yaml``: cluster amons cut from the crystal and capped with H
 (:mod:`amondask.amons.periodic`), GFN2-xTB single points (tblite; the cells with periodic
 boundary conditions at the Gamma point), periodic aSLATM for the cells, the global model and
-the per-query one. One workspace per number of shells (1, 2), so the table shows how the
-error falls as the clusters grow. Errors are predicted minus reference, per cell and per atom
-(kcal/mol).
+the per-query one. One workspace per number of shells (1, 2, 3; 1 and 2 with ``--labeler
+pbe``), so the table shows how the error changes as the clusters grow. Errors are
+predicted minus reference, per cell and per atom (kcal/mol).
 
     python3 benchmarks/periodic.py --workdir /tmp/periodic
 
 With ``--labeler pbe`` the labels are PBE with the GTH pseudopotential and minimal basis
-(PySCF: molecular clusters, and the cell with PBC on a 2x2x2 k-point mesh), one model
+(PySCF: molecular clusters, and the cell with PBC on a 3x3x3 k-point mesh), one model
 chemistry for clusters and crystal as in the authors' PBE test (the settings of
 ``examples/periodic/periodic_pbe.yaml``); the query is then the 8-atom cubic diamond cell of
-``examples/periodic/si8.extxyz`` (2x2x2 k-points sample what the 64-atom cell's Gamma point
-does).
+``examples/periodic/si8.extxyz``.
 
 Writes ``benchmarks/results/periodic.json`` and ``.md`` (``periodic_pbe`` with ``--labeler
 pbe``); the workspaces make a re-run resume.
@@ -117,12 +116,12 @@ def markdown(result: dict[str, Any]) -> str:
     cell = number_text
     sampling = "cells at the Gamma point"
     if result["labeler"] == "pbe":
-        sampling = "cell on a 2x2x2 k-point mesh"
+        sampling = "cell on the k-point mesh in the level of theory"
     lines = [
         f"# Periodic queries ({result['level_of_theory']}, single points; {sampling})",
         "",
         "Errors are predicted minus reference, per cell and per atom (kcal/mol). Global: one "
-        "model on the cluster amons of all three cells; per-query: each cell's own.",
+        "model on the cluster amons of all the cells; per-query: each cell's own.",
         "",
         "| shells | query | atoms | amon graphs (conformers) | error global per cell / per "
         "atom | error per-query per cell / per atom | uncertainty | authors (per atom?) |",
@@ -146,7 +145,9 @@ def markdown(result: dict[str, Any]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--workdir", required=True, help="where the workspaces go (resumes)")
-    parser.add_argument("--shells", type=int, nargs="*", default=[1, 2])
+    parser.add_argument(
+        "--shells", type=int, nargs="*", default=None, help="default: 1 2 3 (xtb), 1 2 (pbe)"
+    )
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument(
         "--labeler",
@@ -157,6 +158,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args()
+    if args.shells is None:
+        args.shells = [1, 2, 3] if args.labeler == "xtb" else [1, 2]
     if args.out is None:
         suffix = "" if args.labeler == "xtb" else f"_{args.labeler}"
         args.out = RESULTS / f"periodic{suffix}.json"

@@ -123,4 +123,4 @@ def test_the_pbe_example_config_gives_the_pseudopotential_labeler(examples_dir):
         assert amondask_config.get("amons.periodic.shells") == 2
     assert isinstance(labeler, PySCFLabeler)
     assert (labeler.method, labeler.basis, labeler.pseudo) == ("PBE", "gth-szv", "gth-pbe")
-    assert labeler.kpoint_mesh == (2, 2, 2) and not labeler.relax
+    assert labeler.kpoint_mesh == (3, 3, 3) and not labeler.relax
