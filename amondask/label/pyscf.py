@@ -121,6 +121,14 @@ def _quiet_pseudopotential_integrals() -> Iterator[None]:
         yield
 
 
+def _setup_check(check, problem: str, remedy: str) -> None:
+    """Run ``check()``; any exception becomes LabelerSetupError("<problem> (<exc>); <remedy>")."""
+    try:
+        check()
+    except Exception as exc:
+        raise LabelerSetupError(f"{problem} ({exc}); {remedy}") from exc
+
+
 def _kpoint_mesh(value) -> tuple[int, int, int]:
     """A k-point mesh setting as three positive integers: None is (1, 1, 1), n is (n, n, n)."""
     if value is None:
@@ -212,30 +220,24 @@ class PySCFLabeler(CachingLabeler):
         self.check_topology = bool(check_topology)
         self.is_hartree_fock = self.method.upper() in HARTREE_FOCK_NAMES
         if not self.is_hartree_fock:
-            try:
-                dft.libxc.parse_xc(self.method)
-            except Exception as exc:
-                raise LabelerSetupError(
-                    f"PySCF does not know the method {self.method!r} ({exc}); give 'HF' or a "
-                    "functional name such as 'B3LYP', 'PBE0' or 'wB97X-D'"
-                ) from exc
-        try:
-            gto.basis.load(self.basis, "C")
-        except Exception as exc:
-            raise LabelerSetupError(
-                f"PySCF does not know the basis {self.basis!r} ({exc}); give a basis name "
-                "from pyscf.gto.basis, e.g. '6-31G(2df,p)', 'def2-SVP' or 'sto-3g'"
-            ) from exc
+            _setup_check(
+                lambda: dft.libxc.parse_xc(self.method),
+                f"PySCF does not know the method {self.method!r}",
+                "give 'HF' or a functional name such as 'B3LYP', 'PBE0' or 'wB97X-D'",
+            )
+        _setup_check(
+            lambda: gto.basis.load(self.basis, "C"),
+            f"PySCF does not know the basis {self.basis!r}",
+            "give a basis name from pyscf.gto.basis, e.g. '6-31G(2df,p)', 'def2-SVP' or 'sto-3g'",
+        )
         if self.pseudo is not None:
             self.pseudo = str(self.pseudo)
-            try:
-                gto.basis.load_pseudo(self.pseudo, "C")
-            except Exception as exc:
-                raise LabelerSetupError(
-                    f"PySCF does not know the pseudopotential {self.pseudo!r} ({exc}); give a "
-                    "name such as 'gth-pbe' (with a GTH basis such as 'gth-szv'), or null for "
-                    "all-electron calculations"
-                ) from exc
+            _setup_check(
+                lambda: gto.basis.load_pseudo(self.pseudo, "C"),
+                f"PySCF does not know the pseudopotential {self.pseudo!r}",
+                "give a name such as 'gth-pbe' (with a GTH basis such as 'gth-szv'), or null "
+                "for all-electron calculations",
+            )
         if self.relax:
             try:
                 import geometric  # noqa: F401
