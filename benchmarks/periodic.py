@@ -44,10 +44,8 @@ from qm9_sample import (  # noqa: E402
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 EXAMPLES = ROOT / "examples" / "periodic"
-AUTHORS = {
-    "si64": "0.46 (PBE; Si5H12, Si17H36, Si18H36)",
-    "si8": "0.46 (PBE; Si5H12, Si17H36, Si18H36)",
-}
+AUTHORS_SILICON = "0.46 (PBE; Si5H12, Si17H36, Si18H36)"
+AUTHORS = {"si64": AUTHORS_SILICON, "si8": AUTHORS_SILICON}
 
 
 def silicon_cell() -> list[Any]:
@@ -62,19 +60,15 @@ def run_shells(shells: int, workdir: Path, args: argparse.Namespace) -> dict[str
     from amondask.config import read_file
     from amondask.store.workspace import Workspace
 
-    settings = {
-        "amondask.amons.relax": False,
-        "amondask.label.xtb.relax": False,
-    }
     if args.labeler == "pbe":
-        settings.update(read_file(EXAMPLES / "periodic_pbe.yaml"))
-        labeler_name, queries = "pyscf", silicon_cell
+        config_file, labeler_name, queries = "periodic_pbe.yaml", "pyscf", silicon_cell
     else:
-        labeler_name = "xtb"
+        config_file, labeler_name = "periodic.yaml", "xtb"
 
         def queries() -> list[Any]:
             return read_molecules(EXAMPLES / "crystals.extxyz", on_error="raise").molecules
 
+    settings = read_file(EXAMPLES / config_file)
     settings["amondask.amons.periodic.shells"] = shells
     started = time.perf_counter()
     prefix = "" if args.labeler == "xtb" else f"{args.labeler}-"

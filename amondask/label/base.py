@@ -345,6 +345,25 @@ def require_closed_shell(molecule: Molecule) -> None:
         )
 
 
+def cell_arguments(molecule: Molecule, *, moves_atoms: bool, how_to_fix: str) -> dict:
+    """``{"lattice_angstrom": (3, 3), "pbc": (3,)}`` for a periodic query, ``{}`` for a
+    molecule: the keyword arguments of a labeler's ``single_point``. A periodic cell is
+    labeled at its own geometry, so a labeler that ``moves_atoms`` raises LabelError, saying
+    ``how_to_fix`` it."""
+    from amondask.chem.periodic import cell_of, is_periodic
+
+    if not is_periodic(molecule):
+        return {}
+    if moves_atoms:
+        raise LabelError(
+            f"a periodic cell is labeled at its own geometry: {how_to_fix} (cell relaxation "
+            "is not supported)",
+            record_id=molecule.id,
+        )
+    lattice, pbc = cell_of(molecule)
+    return {"lattice_angstrom": lattice, "pbc": pbc}
+
+
 def finish_label(
     molecule: Molecule,
     *,

@@ -58,6 +58,7 @@ from amondask.label.base import (
     CachingLabeler,
     Label,
     LevelOfTheory,
+    cell_arguments,
     finish_label,
     require_closed_shell,
 )
@@ -492,20 +493,12 @@ class PySCFLabeler(CachingLabeler):
     def _compute(self, molecule: Molecule) -> Label:
         from pyscf import lib
 
-        from amondask.chem.periodic import cell_of, is_periodic
-
         require_closed_shell(molecule)
-        cell = {}
-        if is_periodic(molecule):  # the energy per cell at the given geometry
-            if self.relax or self.prerelax_xtb:
-                raise LabelError(
-                    "a periodic cell is labeled at its own geometry: set "
-                    "amondask.label.pyscf.relax false and do not pre-relax with xTB (cell "
-                    "relaxation is not supported)",
-                    record_id=molecule.id,
-                )
-            lattice, pbc = cell_of(molecule)
-            cell = {"lattice_angstrom": lattice, "pbc": pbc}
+        cell = cell_arguments(
+            molecule,
+            moves_atoms=self.relax or self.prerelax_xtb,
+            how_to_fix="set amondask.label.pyscf.relax false and do not pre-relax with xTB",
+        )
         threads, _ = self._resources()
         with limited_threads(threads), lib.with_omp_threads(threads):
             try:

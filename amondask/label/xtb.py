@@ -31,6 +31,7 @@ from amondask.label.base import (
     CachingLabeler,
     Label,
     LevelOfTheory,
+    cell_arguments,
     finish_label,
     require_closed_shell,
 )
@@ -273,19 +274,10 @@ class XTBLabeler(CachingLabeler):
         return energy
 
     def _compute(self, molecule: Molecule) -> Label:
-        from amondask.chem.periodic import cell_of, is_periodic
-
         require_closed_shell(molecule)
-        cell = {}
-        if is_periodic(molecule):  # the energy per cell at the given geometry
-            if self.relax:
-                raise LabelError(
-                    "a periodic cell is labeled at its own geometry: set "
-                    "amondask.label.xtb.relax false (cell relaxation is not supported)",
-                    record_id=molecule.id,
-                )
-            lattice, pbc = cell_of(molecule)
-            cell = {"lattice_angstrom": lattice, "pbc": pbc}
+        cell = cell_arguments(
+            molecule, moves_atoms=self.relax, how_to_fix="set amondask.label.xtb.relax false"
+        )
         with limited_threads(self.threads):
             try:
                 if self.relax:
